@@ -1,0 +1,214 @@
+"""The LinkAI error tree.
+
+Every error the provider raises derives from :class:`LinkAIError` (an ``AirflowException``) and
+carries ``status_code`` (HTTP status, ``None`` when no answer came), ``code`` (the API envelope's
+``code``, or the status) and ``message`` (the API's message or a local reason) as attributes.
+The three branches are the operator's error policy::
+
+    LinkAIError
+    ├── LinkAIConfigurationError      connection unusable (no key, bad extra): raised before any call
+    ├── LinkAITransientError          retried with backoff, then the file is recorded as failed
+    │   ├── RateLimitError            429 (``retry_after`` honoured)
+    │   ├── ServerError               500, 502, 504 and other 5xx
+    │   │   └── ServiceUnavailableError   503 "API call exception"
+    │   ├── LinkAITimeoutError        no answer within the timeout
+    │   └── LinkAIConnectionError     refused, reset or dropped connection
+    ├── LinkAIFileError               per-file: recorded as a failed row, the batch goes on
+    │   ├── InvalidRequestError       400 invalid request format (bad or unsupported audio)
+    │   ├── ContentModerationError    409 content moderation failed
+    │   ├── PayloadTooLargeError      413
+    │   ├── MalformedResponseError    answer is not JSON, or JSON without ``text``
+    │   └── UnreadableFileError       local: file missing, unreadable, unsupported, over the size limit
+    └── LinkAIFatalError              batch-fatal: stop sending, keep finished rows, fail the task
+        ├── AuthenticationError       401 wrong API key
+        ├── AgentNotFoundError        402 agent / app_code does not exist
+        ├── PermissionDeniedError     403 no access permission
+        ├── InsufficientCreditsError  406 insufficient account credits
+        ├── PlanNotSupportedError     408 API needs the Pro plan or above
+        └── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+__all__ = [
+    "AgentNotFoundError",
+    "AuthenticationError",
+    "ContentModerationError",
+    "EndpointNotFoundError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "LinkAIConfigurationError",
+    "LinkAIConnectionError",
+    "LinkAIError",
+    "LinkAIFatalError",
+    "LinkAIFileError",
+    "LinkAITimeoutError",
+    "LinkAITransientError",
+    "MalformedResponseError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "PlanNotSupportedError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "UnreadableFileError",
+    "error_for_status",
+]
+
+
+class LinkAIError(AirflowException):
+    """Root of every LinkAI error; attributes, not string parsing, tell what happened."""
+
+    default_message = "LinkAI request failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status_code: int | None = None,
+        code: int | None = None,
+        data: Any = None,
+        attempts: int = 0,
+    ) -> None:
+        self.message = message or self.default_message
+        self.status_code = status_code
+        self.code = code if code is not None else status_code
+        self.data = data
+        self.attempts = attempts
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.status_code}" if self.status_code is not None else "no HTTP answer"
+        code = f", code {self.code}" if self.code is not None and self.code != self.status_code else ""
+        return f"{self.message} ({where}{code})"
+
+    def _state(self) -> dict[str, Any]:
+        return {"status_code": self.status_code, "code": self.code, "data": self.data, "attempts": self.attempts}
+
+    def __reduce__(self):  # keep attributes across pickling (multiprocessing, task results)
+        return (_rebuild, (type(self), self.message, self._state()))
+
+
+def _rebuild(cls: type[LinkAIError], message: str, state: dict[str, Any]) -> LinkAIError:
+    return cls(message, **state)
+
+
+class LinkAIConfigurationError(LinkAIError, ValueError):
+    default_message = "LinkAI connection is not usable"
+
+
+# -- transient: retried -------------------------------------------------------------------------
+class LinkAITransientError(LinkAIError):
+    default_message = "LinkAI is temporarily unavailable"
+
+
+class RateLimitError(LinkAITransientError):
+    default_message = "Rate limited by LinkAI"
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "retry_after": self.retry_after}
+
+
+class ServerError(LinkAITransientError):
+    default_message = "LinkAI server error"
+
+
+class ServiceUnavailableError(ServerError):
+    default_message = "API call exception, please contact customer service"
+
+
+class LinkAITimeoutError(LinkAITransientError):
+    default_message = "LinkAI did not answer in time"
+
+
+class LinkAIConnectionError(LinkAITransientError):
+    default_message = "Could not reach LinkAI"
+
+
+# -- per file: recorded as a failed row --------------------------------------------------------
+class LinkAIFileError(LinkAIError):
+    default_message = "LinkAI could not transcribe this file"
+
+
+class InvalidRequestError(LinkAIFileError):
+    default_message = "Invalid request format"
+
+
+class ContentModerationError(LinkAIFileError):
+    default_message = "Content moderation failed"
+
+
+class PayloadTooLargeError(LinkAIFileError):
+    default_message = "File too large for LinkAI"
+
+
+class MalformedResponseError(LinkAIFileError):
+    default_message = "LinkAI answered with an unexpected body"
+
+
+class UnreadableFileError(LinkAIFileError):
+    default_message = "Audio file cannot be read"
+
+
+# -- batch-fatal: stop the batch ----------------------------------------------------------------
+class LinkAIFatalError(LinkAIError):
+    default_message = "LinkAI refused the batch"
+
+
+class AuthenticationError(LinkAIFatalError):
+    default_message = "Authentication failed, please check if your API Key is correct"
+
+
+class AgentNotFoundError(LinkAIFatalError):
+    default_message = "Agent does not exist, please check if the app_code parameter is correct"
+
+
+class PermissionDeniedError(LinkAIFatalError):
+    default_message = "No access permission"
+
+
+class InsufficientCreditsError(LinkAIFatalError):
+    default_message = "Insufficient account credits"
+
+
+class PlanNotSupportedError(LinkAIFatalError):
+    default_message = "No API access permission, this API supports Pro version and above"
+
+
+class EndpointNotFoundError(LinkAIFatalError):
+    default_message = "No LinkAI transcription endpoint at this URL"
+
+
+_BY_STATUS: dict[int, type[LinkAIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    402: AgentNotFoundError,
+    403: PermissionDeniedError,
+    404: EndpointNotFoundError,
+    405: EndpointNotFoundError,
+    406: InsufficientCreditsError,
+    408: PlanNotSupportedError,
+    409: ContentModerationError,
+    413: PayloadTooLargeError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+
+def error_for_status(status: int) -> type[LinkAIError]:
+    """The class for an HTTP status (or envelope ``code``): the API's table first, then by range."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    if 400 <= status < 500:
+        return InvalidRequestError
+    return MalformedResponseError
