@@ -19,13 +19,14 @@ The three branches are the operator's error policy::
     │   ├── PayloadTooLargeError      413
     │   ├── MalformedResponseError    answer is not JSON, or JSON without ``text``
     │   └── UnreadableFileError       local: file missing, unreadable, unsupported, over the size limit
-    └── LinkAIFatalError              batch-fatal: stop sending, keep finished rows, fail the task
+    ├── LinkAIFatalError              batch-fatal: stop sending, keep finished rows, fail the task
         ├── AuthenticationError       401 wrong API key
         ├── AgentNotFoundError        402 agent / app_code does not exist
         ├── PermissionDeniedError     403 no access permission
         ├── InsufficientCreditsError  406 insufficient account credits
         ├── PlanNotSupportedError     408 API needs the Pro plan or above
-        └── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
+    │   └── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
+    └── PartialBatchError             raised by the operator after the batch: some files failed
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "LinkAITransientError",
     "MalformedResponseError",
     "PayloadTooLargeError",
+    "PartialBatchError",
     "PermissionDeniedError",
     "PlanNotSupportedError",
     "RateLimitError",
@@ -185,6 +187,20 @@ class PlanNotSupportedError(LinkAIFatalError):
 
 class EndpointNotFoundError(LinkAIFatalError):
     default_message = "No LinkAI transcription endpoint at this URL"
+
+
+class PartialBatchError(LinkAIError):
+    """The batch ran to its end, its rows are written, and some files failed (``failed`` of ``total``)."""
+
+    default_message = "Some files could not be transcribed"
+
+    def __init__(self, message: str | None = None, *, failed: int = 0, total: int = 0, **kw: Any) -> None:
+        self.failed = failed
+        self.total = total
+        super().__init__(message, **kw)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "failed": self.failed, "total": self.total}
 
 
 _BY_STATUS: dict[int, type[LinkAIError]] = {

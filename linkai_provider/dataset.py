@@ -1,0 +1,189 @@
+"""The transcript dataset: its Arrow schema, the part-file writer, and the reader used for planning.
+
+A dataset is a folder (optionally Hive-partitioned, ``dt=YYYY-MM-DD/``) of Parquet part files.
+Parts are written whole and atomically: on local disk to a hidden temporary name and then renamed,
+on object stores as one PUT. Readers (DuckDB, pandas, Polars, Spark, Athena, BigQuery) never see a
+half-written part, and tools that list a dataset skip names starting with ``.`` or ``_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+
+from linkai_provider import __version__
+from linkai_provider.io.storage import is_local
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("source_size_bytes", pa.int64()),
+        pa.field("source_fingerprint", pa.string()),
+        pa.field("content_sha256", pa.string()),
+        pa.field("audio_format", pa.string()),
+        pa.field("audio_duration_s", pa.float64()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("error_type", pa.string()),
+        pa.field("error_code", pa.int32()),
+        pa.field("error_message", pa.string()),
+        pa.field("attempts", pa.int32()),
+        pa.field("latency_ms", pa.int64()),
+        pa.field("transcribed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("endpoint", pa.string()),
+        pa.field("dag_id", pa.string()),
+        pa.field("task_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("map_index", pa.int32()),
+        pa.field("try_number", pa.int32()),
+    ],
+    metadata={"linkai.schema_version": "1", "linkai.writer": f"airflow-provider-linkai {__version__}"},
+)
+COLUMNS = tuple(SCHEMA.names)
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+PART_SUFFIX = ".parquet"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TranscriptWriter:
+    """Buffers rows and writes them as Parquet part files every ``checkpoint_rows`` rows or
+    ``checkpoint_seconds`` seconds, whichever comes first. Not thread-safe: one writer per task,
+    fed from the thread that collects results.
+
+    :param fs: filesystem of the dataset folder.
+    :param root: dataset folder (created if missing).
+    :param part_prefix: stable part of the part-file names, e.g. ``part-<run>-<map>-<try>``; a random
+        suffix and a sequence number keep concurrent writers (mapped shards, reruns) from colliding.
+    """
+
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        root: str,
+        *,
+        part_prefix: str = "part",
+        checkpoint_rows: int = 500,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
+        if checkpoint_rows < 1 or checkpoint_seconds <= 0:
+            raise ValueError("checkpoint_rows must be >= 1 and checkpoint_seconds > 0")
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.part_prefix = f"{part_prefix}-{uuid.uuid4().hex[:12]}"
+        self.checkpoint_rows = checkpoint_rows
+        self.checkpoint_seconds = checkpoint_seconds
+        self.parts: list[str] = []
+        self.rows_written = 0
+        self._rows: list[Mapping[str, Any]] = []
+        self._last_flush = time.monotonic()
+
+    def check_writable(self) -> None:
+        """Create the folder and write then delete a probe, so a bad destination fails before any upload."""
+        probe = f"{self.root}/.linkai-write-probe-{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"")
+            self.fs.rm_file(probe)
+        except Exception as exc:
+            raise PermissionError(f"destination {self.fs.unstrip_protocol(self.root)!r} is not writable: {exc}") from exc
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self._rows.append(row)
+        if self.due():
+            self.flush()
+
+    def due(self) -> bool:
+        if not self._rows:
+            return False
+        return (
+            len(self._rows) >= self.checkpoint_rows
+            or time.monotonic() - self._last_flush >= self.checkpoint_seconds
+        )
+
+    def flush(self) -> str | None:
+        """Write the buffered rows as one part file; returns its path (None if nothing was buffered)."""
+        self._last_flush = time.monotonic()
+        if not self._rows:
+            return None
+        table = pa.Table.from_pylist(self._rows, schema=SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="snappy")
+        path = f"{self.root}/{self.part_prefix}-{len(self.parts):05d}{PART_SUFFIX}"
+        _atomic_write(self.fs, path, sink.getvalue().to_pybytes())
+        self.parts.append(path)
+        self.rows_written += len(self._rows)
+        log.info("Checkpoint: wrote %d row(s) to %s", len(self._rows), self.fs.unstrip_protocol(path))
+        self._rows = []
+        return path
+
+    close = flush
+
+
+def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    if is_local(fs):
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old state or the whole part
+    else:
+        fs.pipe_file(path, data)  # one PUT: an object store shows the whole object or nothing
+
+
+def part_files(fs: AbstractFileSystem, root: str) -> list[str]:
+    """Every visible ``*.parquet`` under ``root`` (hidden and ``_``-prefixed names skipped)."""
+    root = root.rstrip("/")
+    try:
+        if not fs.isdir(root):
+            return []
+        found = fs.find(root)
+    except FileNotFoundError:
+        return []
+    keep = []
+    for path in found:
+        rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
+        if path.endswith(PART_SUFFIX) and not any(p.startswith((".", "_")) for p in rel.split("/")):
+            keep.append(path)
+    return sorted(keep)
+
+
+def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:
+    """``(source_uri, source_fingerprint)`` of every ``ok`` row under ``root``; reads three columns only."""
+    files = part_files(fs, root)
+    if not files:
+        return set()
+    dataset = pads.dataset(files, filesystem=fs, format="parquet", schema=SCHEMA)
+    table = dataset.to_table(
+        columns=["source_uri", "source_fingerprint"], filter=pads.field("status") == STATUS_OK
+    )
+    uris = table.column("source_uri").to_pylist()
+    prints = table.column("source_fingerprint").to_pylist()
+    return set(zip(uris, prints))
+
+
+def read_rows(fs: AbstractFileSystem, root: str, columns: Iterable[str] | None = None) -> pa.Table:
+    """The whole dataset as one table (for tests and small summaries; analytics should use DuckDB)."""
+    files = part_files(fs, root)
+    if not files:
+        return SCHEMA.empty_table()
+    return pads.dataset(files, filesystem=fs, format="parquet", schema=SCHEMA).to_table(
+        columns=list(columns) if columns else None
+    )

@@ -1,0 +1,1 @@
+"""Storage access: URLs plus Airflow connection ids in, fsspec filesystems underneath."""

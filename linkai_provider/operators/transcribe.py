@@ -1,0 +1,230 @@
+"""TranscribeAudioOperator: a folder of audio in, a Parquet dataset of transcripts out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator
+
+from linkai_provider.dataset import TranscriptWriter, completed_keys
+from linkai_provider.exceptions import PartialBatchError
+from linkai_provider.hooks.linkai import LinkAIHook
+from linkai_provider.io.sources import Listing, list_audio
+from linkai_provider.io.storage import resolve
+from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_MAX_FILE_SIZE_BYTES = 100 * 1024 * 1024
+
+
+def transcript_asset(destination: str) -> Asset:
+    """The Asset of a transcript dataset: ``destination`` cut before its first templated or
+    ``key=value`` (Hive partition) segment, so every daily partition updates one Asset."""
+    kept: list[str] = []
+    scheme, sep, rest = destination.partition("://")
+    if not sep:
+        scheme, rest = "file", destination
+    for segment in rest.rstrip("/").split("/"):
+        if "{{" in segment or "{%" in segment or re.fullmatch(r"[^=/]+=[^/]*", segment):
+            break
+        kept.append(segment)
+    path = "/".join(kept)
+    if not path.strip("/"):
+        raise ValueError(f"cannot derive an Asset from destination {destination!r}: pass outlets= explicitly")
+    if scheme == "file" and not path.startswith("/"):
+        raise ValueError(f"destination {destination!r} must be an absolute path or a URL")
+    return Asset(f"{scheme}://{path}")
+
+
+class TranscribeAudioOperator(BaseOperator):
+    """Transcribe every audio file under ``source`` with LinkAI into a Parquet dataset at ``destination``.
+
+    One row per file per finished attempt (columns: see the docs' schema page). Files whose
+    ``source_uri`` and ``source_fingerprint`` already have an ``ok`` row are skipped (``incremental``).
+
+    :param source: a file URL, a folder or prefix, a glob, or a list of them; any fsspec URL
+        (local path, ``file://``, ``s3://``, ``gs://``, ``memory://``). (templated)
+    :param destination: the dataset folder URL, e.g. ``s3://bucket/transcripts/dt={{ ds }}/``. (templated)
+    :param linkai_conn_id: connection of type ``linkai`` (base URL and API key).
+    :param source_conn_id: connection for the source's storage credentials. (templated)
+    :param destination_conn_id: connection for the destination's storage credentials. (templated)
+    :param max_concurrency: requests in flight at once.
+    :param max_file_size_bytes: larger files are recorded as failed and never uploaded (None: no limit).
+    :param extra_fields: form fields sent with every upload, over the connection's (e.g. ``language``). (templated)
+    :param fail_on_partial_error: fail the task (after writing every row) if any file failed.
+    :param fail_on_empty_source: fail the task if the source holds no audio file.
+    :param incremental: skip files that already have an ``ok`` row for their current fingerprint.
+    :param incremental_scope: dataset folder checked for ``ok`` rows; default ``destination``. Point it
+        at the dataset root to skip files done on any earlier day. (templated)
+    :param checkpoint_rows: write a part file after this many rows ...
+    :param checkpoint_seconds: ... or after this many seconds, whichever comes first.
+    :param timeout: per-request timeout in seconds, over the connection's.
+    :param max_retries: retries of transient errors, over the connection's.
+    :param progress_interval: seconds between progress log lines.
+    """
+
+    template_fields: Sequence[str] = (
+        "source",
+        "destination",
+        "source_conn_id",
+        "destination_conn_id",
+        "extra_fields",
+        "incremental_scope",
+    )
+    template_fields_renderers = {"source": "py", "extra_fields": "json"}
+    ui_color = "#d6eaf8"
+    ui_fgcolor = "#1b2631"
+
+    def __init__(
+        self,
+        *,
+        source: str | Sequence[str],
+        destination: str,
+        linkai_conn_id: str = LinkAIHook.default_conn_name,
+        source_conn_id: str | None = None,
+        destination_conn_id: str | None = None,
+        max_concurrency: int = 8,
+        max_file_size_bytes: int | None = DEFAULT_MAX_FILE_SIZE_BYTES,
+        extra_fields: Mapping[str, Any] | None = None,
+        fail_on_partial_error: bool = True,
+        fail_on_empty_source: bool = False,
+        incremental: bool = True,
+        incremental_scope: str | None = None,
+        checkpoint_rows: int = 500,
+        checkpoint_seconds: float = 60.0,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs and isinstance(destination, str):
+            try:
+                kwargs["outlets"] = [transcript_asset(destination)]
+            except ValueError:
+                pass  # fully templated destination: the DAG author declares outlets
+        super().__init__(**kwargs)
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if max_file_size_bytes is not None and max_file_size_bytes < 1:
+            raise ValueError(f"max_file_size_bytes must be positive or None, got {max_file_size_bytes}")
+        self.source = source
+        self.destination = destination
+        self.linkai_conn_id = linkai_conn_id
+        self.source_conn_id = source_conn_id
+        self.destination_conn_id = destination_conn_id
+        self.max_concurrency = max_concurrency
+        self.max_file_size_bytes = max_file_size_bytes
+        self.extra_fields = extra_fields
+        self.fail_on_partial_error = fail_on_partial_error
+        self.fail_on_empty_source = fail_on_empty_source
+        self.incremental = incremental
+        self.incremental_scope = incremental_scope
+        self.checkpoint_rows = checkpoint_rows
+        self.checkpoint_seconds = checkpoint_seconds
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.progress_interval = progress_interval
+
+    @cached_property
+    def hook(self) -> LinkAIHook:
+        return LinkAIHook(
+            self.linkai_conn_id,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_connections=self.max_concurrency,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        config = self.hook.config  # a connection without a key fails here, before any I/O
+        listing = list_audio(self.source, self.source_conn_id)
+        writer = self._writer(context)
+        writer.check_writable()  # fail before spending a single credit
+        todo, already_done = self._plan(listing)
+        self.log.info(
+            "Found %d file(s): %d to send, %d already transcribed, %d not audio",
+            listing.found, len(todo), already_done, len(listing.unsupported),
+        )
+        pipeline = TranscriptionPipeline(
+            self.hook,
+            writer,
+            max_concurrency=self.max_concurrency,
+            max_file_size_bytes=self.max_file_size_bytes,
+            extra_fields=self.extra_fields,
+            row_context=self._row_context(context, config.base_url),
+            progress_interval=self.progress_interval,
+            logger=self.log,
+        )
+        try:
+            result = pipeline.run(todo, total=len(todo))
+        finally:
+            self.hook.close()
+        summary = self._summary(listing, already_done, result, writer)
+        self.log.info("Summary: %s", summary)
+        self._raise_for(result, listing)
+        return summary
+
+    # -- the parts execute wires together ---------------------------------------------------------
+    def _writer(self, context: Context) -> TranscriptWriter:
+        fs, root = resolve(self.destination, self.destination_conn_id)
+        ti = context["ti"]
+        run = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ti.run_id))[:80]
+        return TranscriptWriter(
+            fs,
+            root,
+            part_prefix=f"part-{run}-m{ti.map_index}-t{ti.try_number}",
+            checkpoint_rows=self.checkpoint_rows,
+            checkpoint_seconds=self.checkpoint_seconds,
+        )
+
+    def _plan(self, listing: Listing) -> tuple[list, int]:
+        if not self.incremental:
+            return listing.files, 0
+        fs, root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
+        done = completed_keys(fs, root)
+        todo = [f for f in listing.files if (f.uri, f.fingerprint) not in done]
+        return todo, len(listing.files) - len(todo)
+
+    def _row_context(self, context: Context, endpoint: str) -> dict[str, Any]:
+        ti = context["ti"]
+        return {
+            "endpoint": endpoint,
+            "dag_id": ti.dag_id,
+            "task_id": ti.task_id,
+            "run_id": ti.run_id,
+            "map_index": ti.map_index,
+            "try_number": ti.try_number,
+        }
+
+    def _summary(
+        self, listing: Listing, already_done: int, result: BatchResult, writer: TranscriptWriter
+    ) -> dict[str, Any]:
+        return {
+            "destination": writer.fs.unstrip_protocol(writer.root),
+            "files_found": listing.found,
+            "transcribed": result.ok,
+            "skipped": already_done + len(listing.unsupported),
+            "skipped_existing": already_done,
+            "skipped_unsupported": len(listing.unsupported),
+            "failed": result.failed,
+            "not_sent": result.not_sent,
+            "audio_seconds": round(result.audio_seconds, 3),
+            "parts_written": len(writer.parts),
+        }
+
+    def _raise_for(self, result: BatchResult, listing: Listing) -> None:
+        if result.fatal is not None:
+            raise result.fatal
+        if self.fail_on_empty_source and not listing.files:
+            raise FileNotFoundError(f"source {self.source!r} holds no audio file of the ten formats")
+        if result.failed and self.fail_on_partial_error:
+            reasons = "; ".join(f"{uri}: {why}" for uri, why in result.failures[:5])
+            raise PartialBatchError(
+                f"{result.failed} of {result.total} file(s) failed (rows written; rerun retries only these): {reasons}",
+                failed=result.failed,
+                total=result.total,
+            )
