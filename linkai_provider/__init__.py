@@ -22,9 +22,7 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.hooks.linkai"]}],
-        "operators": [
-            {"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}
-        ],
+        "operators": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}],
         "connection-types": [
             {"hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook", "connection-type": "linkai"}
         ],

@@ -101,7 +101,9 @@ class TranscriptWriter:
             self.fs.pipe_file(probe, b"")
             self.fs.rm_file(probe)
         except Exception as exc:
-            raise PermissionError(f"destination {self.fs.unstrip_protocol(self.root)!r} is not writable: {exc}") from exc
+            raise PermissionError(
+                f"destination {self.fs.unstrip_protocol(self.root)!r} is not writable: {exc}"
+            ) from exc
 
     def add(self, row: Mapping[str, Any]) -> None:
         self._rows.append(row)
@@ -111,10 +113,7 @@ class TranscriptWriter:
     def due(self) -> bool:
         if not self._rows:
             return False
-        return (
-            len(self._rows) >= self.checkpoint_rows
-            or time.monotonic() - self._last_flush >= self.checkpoint_seconds
-        )
+        return len(self._rows) >= self.checkpoint_rows or time.monotonic() - self._last_flush >= self.checkpoint_seconds
 
     def flush(self) -> str | None:
         """Write the buffered rows as one part file; returns its path (None if nothing was buffered)."""
@@ -171,9 +170,7 @@ def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:
     if not files:
         return set()
     dataset = pads.dataset(files, filesystem=fs, format="parquet", schema=SCHEMA)
-    table = dataset.to_table(
-        columns=["source_uri", "source_fingerprint"], filter=pads.field("status") == STATUS_OK
-    )
+    table = dataset.to_table(columns=["source_uri", "source_fingerprint"], filter=pads.field("status") == STATUS_OK)
     uris = table.column("source_uri").to_pylist()
     prints = table.column("source_fingerprint").to_pylist()
     return set(zip(uris, prints))

@@ -12,7 +12,7 @@ import logging
 import posixpath
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +66,11 @@ class Progress:
         eta = (self.total - result.done) / rate if rate > 0 else float("inf")
         self.log.info(
             "Progress: %d/%d files (%d ok, %d failed), %.1f files/s, ETA %s",
-            result.done, self.total, result.ok, result.failed, rate,
+            result.done,
+            self.total,
+            result.ok,
+            result.failed,
+            rate,
             f"{eta:.0f}s" if eta != float("inf") else "unknown",
         )
 
@@ -88,6 +92,7 @@ class TranscriptionPipeline:
         row_context: Mapping[str, Any] | None = None,
         progress_interval: float = 10.0,
         logger: logging.Logger = log,
+        on_progress: Callable[[BatchResult], None] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -99,6 +104,7 @@ class TranscriptionPipeline:
         self.row_context = dict(row_context or {})
         self.progress_interval = progress_interval
         self.log = logger
+        self.on_progress = on_progress
         self.cancel = threading.Event()
 
     def run(self, files: Iterable[AudioFile], total: int) -> BatchResult:
@@ -120,6 +126,8 @@ class TranscriptionPipeline:
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     self._collect(future.result(), result)
+                if done and self.on_progress is not None:
+                    self.on_progress(result)
                 if self.writer.due():
                     self.writer.flush()
                 progress.maybe_log(result)
@@ -229,4 +237,3 @@ class TranscriptionPipeline:
         )
         self.log.warning("Failed: %s: %s: %s", row["source_uri"], row["error_type"], row["error_message"])
         return _Outcome(row)
-

@@ -207,9 +207,7 @@ class LinkAIHook(BaseHook):
         cfg = self.config
         return httpx.Client(
             timeout=httpx.Timeout(cfg.timeout, connect=min(CONNECT_TIMEOUT, cfg.timeout)),
-            limits=httpx.Limits(
-                max_connections=self._max_connections, max_keepalive_connections=self._max_connections
-            ),
+            limits=httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections),
             headers={
                 "Authorization": f"Bearer {cfg.api_key}",
                 "User-Agent": f"airflow-provider-linkai/{__version__}",
@@ -331,7 +329,10 @@ class LinkAIHook(BaseHook):
             probe = LinkAIHook(self.linkai_conn_id, max_retries=0, timeout=min(cfg.timeout, 30.0))
             probe.transcribe(b"", filename="linkai-connection-test.wav")
         except (InvalidRequestError, PayloadTooLargeError):
-            return True, f"Connection successful: {cfg.endpoint} accepted the API key (empty probe file rejected, no credits spent)"
+            return (
+                True,
+                f"Connection successful: {cfg.endpoint} accepted the API key (empty probe file rejected, no credits spent)",
+            )
         except LinkAIConfigurationError as exc:
             return False, exc.message
         except EndpointNotFoundError as exc:
@@ -360,7 +361,9 @@ class LinkAIHook(BaseHook):
 
         return {
             "timeout": IntegerField(
-                lazy_gettext("Timeout (seconds)"), validators=[Optional(), NumberRange(min=1)], widget=BS3TextFieldWidget()
+                lazy_gettext("Timeout (seconds)"),
+                validators=[Optional(), NumberRange(min=1)],
+                widget=BS3TextFieldWidget(),
             ),
             "max_retries": IntegerField(
                 lazy_gettext("Max retries"), validators=[Optional(), NumberRange(min=0)], widget=BS3TextFieldWidget()

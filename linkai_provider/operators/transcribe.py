@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from linkai_provider.dataset import TranscriptWriter, completed_keys
+from linkai_provider.dataset import TranscriptWriter
 from linkai_provider.exceptions import PartialBatchError
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
+from linkai_provider.planning import plan_batch, summarize
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,6 +40,17 @@ def transcript_asset(destination: str) -> Asset:
     if scheme == "file" and not path.startswith("/"):
         raise ValueError(f"destination {destination!r} must be an absolute path or a URL")
     return Asset(f"{scheme}://{path}")
+
+
+def openlineage_name(url: str) -> tuple[str, str]:
+    """(namespace, name) per the OpenLineage naming spec: ``s3://bucket`` + key, ``file`` + path."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "file", url.rstrip("/") or "/"
+    if scheme in ("file", "local"):
+        return "file", "/" + rest.lstrip("/").rstrip("/")
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", key.rstrip("/") or "/"
 
 
 class TranscribeAudioOperator(BaseOperator):
@@ -144,10 +156,13 @@ class TranscribeAudioOperator(BaseOperator):
         listing = list_audio(self.source, self.source_conn_id)
         writer = self._writer(context)
         writer.check_writable()  # fail before spending a single credit
-        todo, already_done = self._plan(listing)
+        plan = plan_batch(listing, self._incremental_scope())
         self.log.info(
             "Found %d file(s): %d to send, %d already transcribed, %d not audio",
-            listing.found, len(todo), already_done, len(listing.unsupported),
+            listing.found,
+            len(plan.todo),
+            plan.already_done,
+            len(listing.unsupported),
         )
         pipeline = TranscriptionPipeline(
             self.hook,
@@ -160,13 +175,24 @@ class TranscribeAudioOperator(BaseOperator):
             logger=self.log,
         )
         try:
-            result = pipeline.run(todo, total=len(todo))
+            result = pipeline.run(plan.todo, total=len(plan.todo))
         finally:
             self.hook.close()
-        summary = self._summary(listing, already_done, result, writer)
+        summary = summarize(plan, result, writer)
         self.log.info("Summary: %s", summary)
         self._raise_for(result, listing)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the source folders or files as given; output: the transcript dataset folder."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        sources = [self.source] if isinstance(self.source, str) else list(self.source)
+        return OperatorLineage(
+            inputs=[Dataset(*openlineage_name(str(src))) for src in sources],
+            outputs=[Dataset(*openlineage_name(self.destination))],
+        )
 
     # -- the parts execute wires together ---------------------------------------------------------
     def _writer(self, context: Context) -> TranscriptWriter:
@@ -181,13 +207,10 @@ class TranscribeAudioOperator(BaseOperator):
             checkpoint_seconds=self.checkpoint_seconds,
         )
 
-    def _plan(self, listing: Listing) -> tuple[list, int]:
+    def _incremental_scope(self) -> tuple[Any, str] | None:
         if not self.incremental:
-            return listing.files, 0
-        fs, root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
-        done = completed_keys(fs, root)
-        todo = [f for f in listing.files if (f.uri, f.fingerprint) not in done]
-        return todo, len(listing.files) - len(todo)
+            return None
+        return resolve(self.incremental_scope or self.destination, self.destination_conn_id)
 
     def _row_context(self, context: Context, endpoint: str) -> dict[str, Any]:
         ti = context["ti"]
@@ -198,22 +221,6 @@ class TranscribeAudioOperator(BaseOperator):
             "run_id": ti.run_id,
             "map_index": ti.map_index,
             "try_number": ti.try_number,
-        }
-
-    def _summary(
-        self, listing: Listing, already_done: int, result: BatchResult, writer: TranscriptWriter
-    ) -> dict[str, Any]:
-        return {
-            "destination": writer.fs.unstrip_protocol(writer.root),
-            "files_found": listing.found,
-            "transcribed": result.ok,
-            "skipped": already_done + len(listing.unsupported),
-            "skipped_existing": already_done,
-            "skipped_unsupported": len(listing.unsupported),
-            "failed": result.failed,
-            "not_sent": result.not_sent,
-            "audio_seconds": round(result.audio_seconds, 3),
-            "parts_written": len(writer.parts),
         }
 
     def _raise_for(self, result: BatchResult, listing: Listing) -> None:

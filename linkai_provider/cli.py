@@ -1,0 +1,141 @@
+"""``linkai-transcribe``: the operator's pipeline for ad-hoc use, outside a DAG.
+
+    linkai-transcribe s3://bucket/calls/2026-11-20/ /tmp/transcripts/dt=2026-11-20 \\
+        --base-url http://127.0.0.1:8765 --max-concurrency 16
+
+The key comes from ``$LINKAI_API_KEY`` (never a flag: flags end up in shell history and ``ps``), or
+from an Airflow connection with ``--conn-id``. Storage credentials come from fsspec's usual sources
+(environment, ``~/.aws``, ...) or Airflow connections with ``--source-conn-id``/``--destination-conn-id``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import uuid
+from typing import Any
+
+from linkai_provider.dataset import TranscriptWriter
+from linkai_provider.hooks.linkai import LinkAIHook
+from linkai_provider.io.sources import list_audio
+from linkai_provider.io.storage import resolve
+from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
+from linkai_provider.planning import plan_batch, summarize
+
+log = logging.getLogger("linkai_provider.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="linkai-transcribe",
+        description="Transcribe audio files (local, s3://, gs://, any fsspec URL) into a Parquet dataset.",
+    )
+    p.add_argument("source", nargs="+", help="file, folder/prefix or glob URL(s)")
+    p.add_argument("destination", help="dataset folder URL for the Parquet part files")
+    p.add_argument("--base-url", help="LinkAI base URL (with $LINKAI_API_KEY); default https://api.linkai.cloud")
+    p.add_argument("--conn-id", help="use this Airflow connection instead of --base-url/$LINKAI_API_KEY")
+    p.add_argument("--source-conn-id", help="Airflow connection with the source's storage credentials")
+    p.add_argument("--destination-conn-id", help="Airflow connection with the destination's storage credentials")
+    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--max-file-size-bytes", type=int, default=100 * 1024 * 1024)
+    p.add_argument("--language", help="sent as the 'language' form field")
+    p.add_argument("--field", action="append", default=[], metavar="K=V", help="extra form field, repeatable")
+    p.add_argument("--no-incremental", action="store_true", help="transcribe files that already have an ok row")
+    p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
+    p.add_argument("--max-retries", type=int, help="retries of transient errors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the JSON summary on stdout")
+    return p
+
+
+def _hook(args: argparse.Namespace) -> LinkAIHook:
+    conn_id = args.conn_id
+    if not conn_id:
+        key = os.environ.get("LINKAI_API_KEY")
+        if not key:
+            raise SystemExit("linkai-transcribe: set $LINKAI_API_KEY (or pass --conn-id)")
+        conn_id = "linkai_cli"
+        conn = {"conn_type": "linkai", "host": args.base_url or "", "password": key}
+        os.environ["AIRFLOW_CONN_LINKAI_CLI"] = json.dumps(conn)
+    return LinkAIHook(conn_id, timeout=args.timeout, max_retries=args.max_retries, max_connections=args.max_concurrency)
+
+
+class _Bar:
+    """tqdm over finished files; the pipeline reports, the bar draws."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, result: BatchResult) -> None:
+        if self.bar is not None:
+            self.bar.n = result.done
+            self.bar.set_postfix(ok=result.ok, failed=result.failed, refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    hook = _hook(args)
+    endpoint = hook.config.base_url
+    listing = list_audio(args.source, args.source_conn_id)
+    fs, root = resolve(args.destination, args.destination_conn_id)
+    writer = TranscriptWriter(fs, root, part_prefix=f"part-cli-{uuid.uuid4().hex[:8]}")
+    writer.check_writable()
+    plan = plan_batch(listing, None if args.no_incremental else (fs, root))
+    fields = dict(kv.split("=", 1) for kv in args.field)
+    if args.language:
+        fields["language"] = args.language
+    bar = _Bar(len(plan.todo), enabled=not (args.no_progress or args.quiet))
+    pipeline = TranscriptionPipeline(
+        hook,
+        writer,
+        max_concurrency=args.max_concurrency,
+        max_file_size_bytes=args.max_file_size_bytes,
+        extra_fields=fields,
+        row_context={
+            "endpoint": endpoint,
+            "dag_id": None,
+            "task_id": None,
+            "run_id": None,
+            "map_index": None,
+            "try_number": None,
+        },
+        on_progress=bar,
+    )
+    try:
+        result = pipeline.run(plan.todo, total=len(plan.todo))
+    finally:
+        bar.close()
+        hook.close()
+    summary = summarize(plan, result, writer)
+    if result.fatal is not None:
+        summary["fatal"] = str(result.fatal)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        summary = run(args)
+    except (FileNotFoundError, PermissionError, ValueError) as exc:
+        print(f"linkai-transcribe: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=None if args.quiet else 2))
+    if "fatal" in summary:
+        return 3
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
