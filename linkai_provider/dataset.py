@@ -173,7 +173,7 @@ def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:
     table = dataset.to_table(columns=["source_uri", "source_fingerprint"], filter=pads.field("status") == STATUS_OK)
     uris = table.column("source_uri").to_pylist()
     prints = table.column("source_fingerprint").to_pylist()
-    return set(zip(uris, prints))
+    return set(zip(uris, prints, strict=False))
 
 
 def read_rows(fs: AbstractFileSystem, root: str, columns: Iterable[str] | None = None) -> pa.Table:

@@ -331,7 +331,8 @@ class LinkAIHook(BaseHook):
         except (InvalidRequestError, PayloadTooLargeError):
             return (
                 True,
-                f"Connection successful: {cfg.endpoint} accepted the API key (empty probe file rejected, no credits spent)",
+                f"Connection successful: {cfg.endpoint} accepted the API key "
+                "(empty probe file rejected, no credits spent)",
             )
         except LinkAIConfigurationError as exc:
             return False, exc.message

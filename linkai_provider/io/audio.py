@@ -6,6 +6,7 @@ FLAC, Ogg, MP3 and MP4/M4A; for WebM, AMR and MPEG program streams the duration 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import IO
 
@@ -28,7 +29,5 @@ def probe_duration(fh: IO[bytes], audio_format: str) -> float | None:
         log.debug("no duration from header (%s): %s", audio_format, exc)
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):
             fh.seek(0)
-        except Exception:
-            pass
