@@ -137,6 +137,7 @@ class TranscriptWriter:
 def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     if is_local(fs):
         directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
         with open(tmp, "wb") as fh:
             fh.write(data)
