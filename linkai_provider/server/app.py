@@ -1,0 +1,277 @@
+"""The ASGI application: the LinkAI transcription contract plus health and stats endpoints.
+
+Order of work for ``POST /v1/audio/transcriptions`` (each step can answer early):
+
+1. authenticate the Bearer key (401) -- before any body byte is read, so a client can probe a
+   key cheaply and a stranger cannot make the server spool or decode anything;
+2. refuse an oversized ``Content-Length`` (413) -- again before reading;
+3. draw the fault decision (after auth, so faults never mask a 401);
+4. stream the multipart body to disk with the size limit (413 the moment it is crossed, 400
+   for a malformed body);
+5. wait the injected latency (``asyncio.sleep``: other requests go on), answer an injected fault;
+6. validate: a ``file`` part, not empty, content sniffed as one of the ten formats, a known
+   ``language`` (400);
+7. recognise in the bounded worker pool and answer ``{"text": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from linkai_provider import __version__
+from linkai_provider.server.audio import ACCEPTED_EXTENSIONS, describe_content, sniff
+from linkai_provider.server.config import ServerConfig
+from linkai_provider.server.connections import abort_connection
+from linkai_provider.server.engines import AudioDecodeError, Engine, Job, UnsupportedLanguageError
+from linkai_provider.server.errors import ApiError, envelope_bytes
+from linkai_provider.server.faults import Fault, FaultInjector
+from linkai_provider.server.stats import Stats
+from linkai_provider.server.upload import FORM_OVERHEAD_BYTES, Upload, receive_upload, too_large
+
+__all__ = ["TRANSCRIPTIONS_PATH", "ServerState", "create_app"]
+
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+access_log = logging.getLogger("linkai_provider.server.access")
+log = logging.getLogger("linkai_provider.server")
+
+
+@dataclass
+class ServerState:
+    """What one server instance shares between requests."""
+
+    config: ServerConfig
+    engine: Engine
+    stats: Stats = field(default_factory=Stats)
+    injector: FaultInjector | None = None
+    executor: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        if self.injector is None:
+            self.injector = FaultInjector(self.config.faults)
+
+
+class _Dropped(Exception):
+    """The connection was dropped on purpose; nothing more is sent."""
+
+
+class _Answer:
+    """Sends a response while remembering its status and size for stats and the access log."""
+
+    def __init__(self, send: Send):
+        self._send = send
+        self.status: int | None = None
+        self.bytes_out = 0
+
+    async def raw(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await self._send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await self._send({"type": "http.response.body", "body": body})
+        self.status, self.bytes_out = status, len(body)
+
+    async def start_only(self, status: int) -> None:
+        """Send the status line and headers only (the fallback way to break a response)."""
+        await self._send({"type": "http.response.start", "status": status, "headers": []})
+
+    async def json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        await self.raw(status, body, "application/json")
+
+    async def error(self, err: ApiError) -> None:
+        await self.raw(err.status, envelope_bytes(err.status, err.message), "application/json", err.headers)
+
+
+class TranscriptionEndpoint:
+    """``POST /v1/audio/transcriptions`` as a plain ASGI app, for control over the body stream."""
+
+    def __init__(self, state: ServerState):
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        request = Request(scope, receive)
+        answer = _Answer(send)
+        upload: Upload | None = None
+        outcome: str | None = None
+        started = time.perf_counter()
+        state.stats.request_started()
+        try:
+            self._authenticate(request)
+            self._check_content_length(request)
+            assert state.injector is not None
+            decision = state.injector.decide(request.headers)
+            upload = await receive_upload(
+                request.stream(),
+                request.headers.get("content-type"),
+                max_file_bytes=state.config.max_upload_bytes,
+                spool_dir=state.config.spool_dir,
+            )
+            if decision.delay_s > 0:
+                await asyncio.sleep(decision.delay_s)
+            if decision.fault is not None:
+                await self._inject(scope, answer, decision.fault)
+            else:
+                text, sha256 = await self._recognise(upload, request)
+                await answer.json(200, {"text": text})
+                state.stats.transcribed(sha256, time.perf_counter() - started)
+        except _Dropped:
+            outcome = "dropped"
+        except ClientDisconnect:
+            outcome = "client-disconnected"  # nobody to answer
+        except ApiError as err:
+            await answer.error(err)
+        except Exception:  # a bug, not the client's fault: answer 500 in the envelope, keep serving
+            log.exception("unexpected error while handling %s", TRANSCRIPTIONS_PATH)
+            await answer.error(ApiError(500))
+        finally:
+            body_bytes = upload.body_bytes if upload is not None else 0
+            if upload is not None:
+                upload.cleanup()
+            state.stats.request_finished(answer.status, body_bytes, outcome=outcome)
+            access_log.info(
+                "%s %s %s in=%dB out=%dB %.1fms",
+                request.method,
+                scope.get("path", ""),
+                answer.status or outcome,
+                body_bytes,
+                answer.bytes_out,
+                (time.perf_counter() - started) * 1000.0,
+            )
+
+    def _authenticate(self, request: Request) -> None:
+        config = self.state.config
+        if config.no_auth:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(401, "Authentication failed: send the API key as 'Authorization: Bearer <key>'")
+        key = key.strip()
+        # Compare against every key in constant time so timing does not reveal a prefix.
+        matched = False
+        for candidate in config.api_keys:
+            matched |= hmac.compare_digest(key.encode(), candidate.encode())
+        if not matched:
+            raise ApiError(401, "Authentication failed, please check if your API Key is correct")
+
+    def _check_content_length(self, request: Request) -> None:
+        raw = request.headers.get("content-length")
+        limit = self.state.config.max_upload_bytes
+        if raw is not None and raw.isdigit() and int(raw) > limit + FORM_OVERHEAD_BYTES:
+            raise too_large(limit)
+
+    async def _inject(self, scope: Scope, answer: _Answer, fault: Fault) -> None:
+        if fault.kind == "drop":
+            if abort_connection(scope):
+                # Let connection_lost run first, so uvicorn sees a disconnect, not a silent app.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+            else:
+                # Not under our uvicorn protocol: start a response and never finish it.
+                await answer.start_only(200)
+            raise _Dropped()
+        if fault.kind == "envelope200":
+            err = ApiError(503)
+            await answer.raw(200, envelope_bytes(err.status, err.message), "application/json")
+        elif fault.kind == "nonjson":
+            page = f"<html><body><h1>{fault.status}</h1><p>upstream gateway says hello</p></body></html>"
+            await answer.raw(fault.status, page.encode(), "text/html; charset=utf-8")
+        elif fault.kind == "notext":
+            await answer.json(200, {"result": "ok", "data": None})
+        else:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            raise ApiError(fault.status, headers=headers)
+
+    async def _recognise(self, upload: Upload, request: Request) -> tuple[str, str]:
+        state = self.state
+        if not upload.has_file:
+            raise ApiError(400, "Invalid request format: missing multipart field 'file'")
+        if upload.size == 0:
+            raise ApiError(400, "Invalid request format: the uploaded file is empty")
+        assert upload.path is not None
+        family = await asyncio.to_thread(sniff, upload.path)
+        if family is None:
+            name = upload.filename or "file"
+            raise ApiError(
+                400,
+                f"Invalid request format: {name!r} is not a supported audio file (content is "
+                f"{describe_content(upload.head)}); supported formats: {', '.join(ACCEPTED_EXTENSIONS)}",
+            )
+        try:
+            language = state.engine.check_language(upload.fields.get("language"))
+        except UnsupportedLanguageError as exc:
+            raise ApiError(400, str(exc)) from exc
+        job = Job(upload.path, family, upload.size, upload.sha256, language)
+        try:
+            if state.engine.blocking:
+                loop = asyncio.get_running_loop()
+                text = await loop.run_in_executor(state.executor, state.engine.transcribe, job)
+            else:
+                text = state.engine.transcribe(job)
+        except AudioDecodeError as exc:
+            raise ApiError(400, str(exc)) from exc
+        return text, upload.sha256
+
+
+def create_app(config: ServerConfig, engine: Engine) -> Starlette:
+    """The ASGI app for ``config``; ``engine`` should already be loaded (see the runner)."""
+    state = ServerState(config=config, engine=engine)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__, "auth": not config.no_auth,
+                             "max_upload_bytes": config.max_upload_bytes, **engine.info()})
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(state.stats.snapshot())
+
+    async def reset_stats(request: Request) -> Response:
+        state.stats.reset()
+        assert state.injector is not None
+        state.injector.reset()  # so a seeded fault sequence can be replayed from the start
+        return JSONResponse(state.stats.snapshot())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        err = ApiError(status)
+        return Response(envelope_bytes(status, err.message), status_code=status, media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="linkai-recognise")
+        try:
+            yield
+        finally:
+            state.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(
+        routes=[
+            Route(TRANSCRIPTIONS_PATH, TranscriptionEndpoint(state), methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/_linkai/stats", stats, methods=["GET"]),
+            Route("/_linkai/stats/reset", reset_stats, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.linkai = state
+    return app

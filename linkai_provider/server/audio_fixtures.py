@@ -1,0 +1,198 @@
+"""Real spoken test audio in each of the API's ten formats.
+
+Tests across the project (server, hook, operator) need audio that a real recognizer can
+transcribe. :func:`synthesize` speaks a sentence with Debian's ``espeak-ng`` and encodes it
+with PyAV into the requested format::
+
+    from linkai_provider.server.audio_fixtures import synthesize
+
+    path = synthesize("the quick brown fox", tmp_path / "fox.m4a", "m4a")
+    path = synthesize("guten morgen", tmp_path / "gruss.ogg", "ogg", voice="de")
+
+Encodings (what each extension holds):
+
+==========  =====================================================
+wav         PCM s16le, espeak-ng's own output (22.05 kHz mono)
+flac        FLAC in a native FLAC stream
+mp3, mpga   MP3 (LAME) in a raw MPEG audio stream; mpga is the same bytes
+mp4         AAC in an MP4 container
+m4a         AAC in an iPod/M4A container
+mpeg        MPEG-1 Layer II in an MPEG program stream (starts with a pack header)
+ogg         Vorbis in Ogg (falls back to Opus in Ogg when Vorbis cannot encode)
+webm        Opus in WebM
+amr         AMR-NB, 8 kHz mono, in the ``#!AMR`` storage format
+==========  =====================================================
+
+Results are cached by (text, format, voice) under ``$LINKAI_AUDIO_CACHE`` (default
+``~/.cache/linkai-server/audio``) because espeak and the encoders cost ~0.1 s per clip and
+test suites ask for the same sentences again and again. ``espeak-ng`` and ``av`` are needed
+only when a clip is not cached yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["AUDIO_FORMATS", "AudioFixtureError", "synthesize"]
+
+#: The ten formats of the API, in the order of its documentation.
+AUDIO_FORMATS: tuple[str, ...] = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "amr")
+
+# Bump when an encoding changes so stale cached clips are not reused.
+_GENERATOR_VERSION = "1"
+
+
+class AudioFixtureError(RuntimeError):
+    """Test audio could not be produced (espeak-ng or an encoder is missing)."""
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    container: str
+    codec: str
+    rate: int
+    layout: str = "mono"
+    bit_rate: int | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+# Codecs are chosen from what PyAV's bundled FFmpeg can encode; see the module docstring.
+_ENCODINGS: dict[str, tuple[_Encoding, ...]] = {
+    "flac": (_Encoding("flac", "flac", 16000),),
+    "mp3": (_Encoding("mp3", "libmp3lame", 22050, bit_rate=64000),),
+    "mpga": (_Encoding("mp3", "libmp3lame", 22050, bit_rate=64000),),
+    "mp4": (_Encoding("mp4", "aac", 22050, bit_rate=64000),),
+    "m4a": (_Encoding("ipod", "aac", 22050, bit_rate=64000),),
+    "mpeg": (_Encoding("mpeg", "mp2", 22050, bit_rate=64000),),
+    # FFmpeg's native Vorbis encoder is experimental and wants stereo; Opus is the fallback.
+    "ogg": (
+        _Encoding("ogg", "vorbis", 22050, layout="stereo", options=(("strict", "experimental"),)),
+        _Encoding("ogg", "libopus", 48000, bit_rate=32000),
+    ),
+    "webm": (_Encoding("webm", "libopus", 48000, bit_rate=32000),),
+    "amr": (
+        _Encoding("amr", "libopencore_amrnb", 8000, bit_rate=12200),
+        _Encoding("amr", "amr_nb", 8000, bit_rate=12200),
+    ),
+}
+
+
+def synthesize(text: str, dest: Path, fmt: str, voice: str = "en") -> Path:
+    """Speak ``text`` with espeak-ng and write it to ``dest`` encoded as ``fmt``.
+
+    :param text: the sentence to speak.
+    :param dest: the file to write (its extension is not checked, so tests can make
+        mislabelled files on purpose); parent folders are created.
+    :param fmt: one of :data:`AUDIO_FORMATS` (case-insensitive).
+    :param voice: an espeak-ng voice, e.g. ``en``, ``de``, ``es``, ``fr``.
+    :return: ``dest``.
+    :raises AudioFixtureError: espeak-ng or the needed encoder is unavailable.
+    """
+    fmt = fmt.lower()
+    if fmt not in AUDIO_FORMATS:
+        raise ValueError(f"unknown audio format {fmt!r}; expected one of {', '.join(AUDIO_FORMATS)}")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cached = _cache_dir() / f"{_cache_key(text, fmt, voice)}.{fmt}"
+    if not cached.exists():
+        with tempfile.TemporaryDirectory(prefix="linkai-audio-") as tmp:
+            wav = Path(tmp) / "espeak.wav"
+            _espeak(text, voice, wav)
+            encoded = Path(tmp) / f"speech.{fmt}"
+            if fmt == "wav":
+                shutil.copyfile(wav, encoded)
+            else:
+                _encode(wav, encoded, fmt)
+            # Publish atomically so parallel test workers never read half a clip.
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            shutil.copyfile(encoded, staging)
+            os.replace(staging, cached)
+    shutil.copyfile(cached, dest)
+    return dest
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("LINKAI_AUDIO_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "linkai-server" / "audio"
+
+
+def _cache_key(text: str, fmt: str, voice: str) -> str:
+    raw = "\x00".join((_GENERATOR_VERSION, text, fmt, voice))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def _espeak(text: str, voice: str, out: Path) -> None:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise AudioFixtureError("espeak-ng is not installed (apt-get install espeak-ng)")
+    # A slightly slower rate than the default (175 wpm) keeps the synthetic voice intelligible.
+    result = subprocess.run(
+        [exe, "-v", voice, "-s", "150", "-w", str(out), text],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
+        raise AudioFixtureError(f"espeak-ng failed for voice {voice!r}: {result.stderr.strip()}")
+
+
+def _encode(wav: Path, out: Path, fmt: str) -> None:
+    errors: list[str] = []
+    for encoding in _ENCODINGS[fmt]:
+        try:
+            _encode_with(wav, out, encoding)
+            return
+        except Exception as exc:  # an encoder missing from this FFmpeg build: try the next one
+            errors.append(f"{encoding.codec}: {exc}")
+    raise AudioFixtureError(f"cannot encode {fmt}: " + "; ".join(errors))
+
+
+def _encode_with(wav: Path, out: Path, enc: _Encoding) -> None:
+    import av  # imported here: only clip generation needs it
+
+    with av.open(str(wav)) as source, av.open(str(out), mode="w", format=enc.container) as sink:
+        stream = sink.add_stream(enc.codec, rate=enc.rate, options=dict(enc.options))
+        stream.codec_context.layout = enc.layout
+        if enc.bit_rate:
+            stream.codec_context.bit_rate = enc.bit_rate
+        for key, value in enc.options:
+            stream.codec_context.options[key] = value
+        sample_format = stream.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=sample_format, layout=enc.layout, rate=enc.rate)
+        # Encoders with a fixed frame size (AAC 1024, MP3 1152, Opus 960, AMR 160) reject
+        # other sizes, so resampled audio is re-cut through a FIFO.
+        # The last partial frame is dropped for those: it is a few ms of espeak's trailing silence.
+        fifo = av.AudioFifo()
+        fixed = stream.codec_context.frame_size or 0
+        frame_size = fixed or 1024
+        pts = 0
+
+        def drain(final: bool) -> None:
+            nonlocal pts
+            while fifo.samples >= frame_size or (final and not fixed and fifo.samples > 0):
+                frame = fifo.read(min(frame_size, fifo.samples))
+                if frame is None:
+                    break
+                frame.pts = pts
+                pts += frame.samples
+                for packet in stream.encode(frame):
+                    sink.mux(packet)
+
+        for frame in source.decode(audio=0):
+            frame.pts = None
+            for converted in resampler.resample(frame):
+                fifo.write(converted)
+            drain(final=False)
+        for converted in resampler.resample(None):
+            fifo.write(converted)
+        drain(final=True)
+        for packet in stream.encode(None):
+            sink.mux(packet)
