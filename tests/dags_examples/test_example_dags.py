@@ -1,0 +1,424 @@
+"""The example DAGs of ``dags/``, run as they are through real Airflow (``dag.test()`` on SQLite)
+against linkai-server on loopback, on local disk and on S3 (moto server); every output row is
+checked against its input file and the analytics summary against the transcript dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pendulum
+import pyarrow.parquet as pq
+import pytest
+
+from linkai_provider.dataset import TranscriptWriter, read_rows
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAG_IDS = ("linkai_nightly_transcription", "linkai_sharded_transcription", "linkai_transcript_analytics")
+
+pytestmark = pytest.mark.usefixtures("airflow_home")
+
+
+def digest_text(data: bytes) -> str:
+    """What the digest engine answers for ``data``."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()} bytes:{len(data)}"
+
+
+def ti_states(dag_run) -> dict[tuple[str, int], str]:
+    """``(task_id, map_index) -> state`` of every task instance of a ``dag.test()`` run."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+
+
+def xcom(dag_run, task_id: str, map_index: int = -1):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id, key="return_value", task_ids=task_id, dag_ids=dag_run.dag_id, map_indexes=map_index
+        )
+        row = session.scalars(query).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def map_index_of(part: str) -> str:
+    """The map index in a part file's name (``part-<run>-m<map>-t<try>-<random>-<seq>.parquet``)."""
+    return re.search(r"-m(-?\d+)-t\d+-", part.rsplit("/", 1)[-1]).group(1)
+
+
+def day(ds: str) -> pendulum.DateTime:
+    return pendulum.parse(ds).in_timezone("UTC")
+
+
+def aws_conn(moto_endpoint: str) -> dict:
+    """An Airflow ``aws`` connection to the moto server (Airflow's own s3 filesystem is used)."""
+    return {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
+    }
+
+
+def fsspec_conn(moto_endpoint: str) -> dict:
+    """A ``generic`` connection whose extra is s3fs storage options."""
+    return {
+        "conn_type": "generic",
+        "extra": {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": moto_endpoint}},
+    }
+
+
+def upload(fs, speech, names: list[str], prefix: str) -> dict[str, bytes]:
+    written = {}
+    for name in names:
+        data = (speech.dir / name).read_bytes()
+        fs.pipe_file(f"{prefix}/{name}", data)
+        written[f"s3://{prefix}/{name}"] = data
+    return written
+
+
+def check_rows(rows: list[dict], inputs: dict[str, bytes], dag_id: str) -> None:
+    """Exactly one ok row per input, its text proving every byte reached the server."""
+    assert sorted(r["source_uri"] for r in rows) == sorted(inputs)
+    for row in rows:
+        data = inputs[row["source_uri"]]
+        assert row["status"] == "ok", row
+        assert row["text"] == digest_text(data)
+        assert row["content_sha256"] == hashlib.sha256(data).hexdigest()
+        assert row["source_size_bytes"] == len(data)
+        assert row["audio_format"] == row["source_uri"].rsplit(".", 1)[1].lower()
+        assert row["dag_id"] == dag_id and row["task_id"] == "transcribe"
+
+
+def local_rows(folder: Path) -> list[dict]:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{folder}/*.parquet')").arrow().read_all().to_pylist()
+
+
+def check_summary(summary: dict[str, dict], transcripts: list[dict]) -> None:
+    """The analytics rows agree with the current transcript per file, day by day."""
+    current: dict[str, dict] = {}
+    for row in sorted(transcripts, key=lambda r: r["transcribed_at"]):
+        current[row["source_uri"]] = row
+    by_day: dict[str, list[dict]] = {}
+    for row in current.values():
+        by_day.setdefault(row["dt"], []).append(row)
+    assert set(summary) == {r["dt"] for r in transcripts}
+    for dt, got in summary.items():
+        rows = by_day.get(dt, [])
+        ok = [r for r in rows if r["status"] == "ok"]
+        assert got["files"] == len(rows), dt
+        assert got["ok"] == len(ok)
+        assert got["failed"] == len(rows) - len(ok)
+        assert got["words"] == sum(len(r["text"].split()) for r in ok)
+        assert got["attempt_rows"] == sum(1 for r in transcripts if r["dt"] == dt)
+        durations = [r["audio_duration_s"] for r in rows if r["audio_duration_s"] is not None]
+        assert got["files_with_duration"] == len(durations)
+        if durations:
+            assert got["audio_seconds"] == pytest.approx(sum(durations))
+
+
+def read_summary_local(folder: Path) -> dict[str, dict]:
+    out = {}
+    for path in folder.glob("dt=*/summary.parquet"):
+        (row,) = pq.read_table(path).to_pylist()
+        out[path.parent.name[3:]] = row
+    return out
+
+
+# -- parsing ------------------------------------------------------------------------------------------
+
+
+def test_dagbag_imports_without_errors_or_deprecations(tmp_path):
+    """Parsed in a fresh interpreter, the way the DAG processor does it: no errors, no warnings."""
+    script = f"""
+import json, time, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from airflow.dag_processing.dagbag import DagBag
+    started = time.monotonic()
+    bag = DagBag(dag_folder={str(REPO / "dags")!r}, known_pools={{"default_pool"}})
+    took = time.monotonic() - started
+deprecations = [f"{{w.category.__name__}}: {{w.message}} ({{w.filename}})" for w in caught
+                if issubclass(w.category, DeprecationWarning) and "airflow" in w.filename + str(w.message)]
+print(json.dumps({{"errors": bag.import_errors, "dags": sorted(bag.dags), "took": took,
+                  "captured": {{k: list(v) for k, v in bag.captured_warnings.items()}},
+                  "deprecations": deprecations}}))
+"""
+    env = {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert result["dags"] == sorted(EXAMPLE_DAG_IDS)
+    assert result["captured"] == {}
+    assert result["deprecations"] == []
+    assert result["took"] < 10, "DAG files must stay fast to parse"
+
+
+def test_dag_shapes(example_dag, lake_env, tmp_path):
+    lake = lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/lake/transcripts")
+    nightly = example_dag("linkai_nightly_transcription")
+    sharded = example_dag("linkai_sharded_transcription")
+    analytics = example_dag("linkai_transcript_analytics")
+
+    asset_uri = lake.transcripts
+    assert nightly.catchup is False and nightly.doc_md and "real bucket" in nightly.doc_md
+    transcribe = nightly.get_task("transcribe")
+    assert transcribe.retries == 0  # LINKAI_TASK_RETRIES from the environment
+    assert transcribe.retry_exponential_backoff
+    assert transcribe.destination == f"{asset_uri}/dt={{{{ ds }}}}/"
+    assert [a.uri for a in transcribe.outlets] == [asset_uri]
+    assert "{{ ds }}" in transcribe.source or "ds ~" in transcribe.source
+
+    assert "Celery" in sharded.doc_md and "pool" in sharded.doc_md
+    assert [a.uri for a in sharded.get_task("transcribe").partial_kwargs["outlets"]] == [asset_uri]
+
+    assert [a.uri for a in analytics.timetable.asset_condition.objects] == [asset_uri]
+    assert [a.uri for a in analytics.get_task("summarize").outlets] == [lake.summary]
+    assert not lake.summary.startswith(asset_uri + "/"), "the summary must live beside the dataset"
+
+
+def test_nightly_schedule_from_env(example_dag, lake_env, monkeypatch, tmp_path):
+    lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/transcripts")
+    monkeypatch.setenv("LINKAI_NIGHTLY_SCHEDULE", "30 2 * * *")
+    assert example_dag("linkai_nightly_transcription").timetable.expression == "30 2 * * *"
+
+
+# -- local disk ---------------------------------------------------------------------------------------
+
+
+def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech):
+    ds, other = "2026-11-10", "2026-11-11"
+    lake = lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    inputs = local_audio(ds)
+    local_audio(other)  # another day's drop: not this run's business
+    (local_audio.root / ds / "readme.txt").write_text("not audio")
+
+    dag = example_dag("linkai_nightly_transcription")
+    run = dag.test(logical_date=day(ds))
+    assert run.state == "success"
+    assert ti_states(run) == {("transcribe", -1): "success"}
+    summary = xcom(run, "transcribe")
+    assert (summary["files_found"], summary["transcribed"], summary["skipped_unsupported"]) == (11, 10, 1)
+    partition = tmp_path / "lake" / "transcripts" / f"dt={ds}"
+    check_rows(local_rows(partition), inputs, "linkai_nightly_transcription")
+
+    # the same night again: everything is skipped, nothing is sent, no row is added
+    again = dag.test(logical_date=day(ds))
+    assert again.state == "success"
+    assert xcom(again, "transcribe")["skipped_existing"] == 10
+    assert len(local_rows(partition)) == 10
+
+    analytics = example_dag("linkai_transcript_analytics")
+    arun = analytics.test(logical_date=day(ds))
+    assert arun.state == "success"
+    assert ti_states(arun) == {("summarize", -1): "success"}
+    totals = xcom(arun, "summarize")
+    assert (totals["days"], totals["files"], totals["ok"], totals["failed"]) == (1, 10, 10, 0)
+    assert totals["words"] == 20  # "sha256:<hex> bytes:<n>" is two words
+    summary_dir = Path(lake.summary.removeprefix("file://"))
+    assert summary_dir == tmp_path / "lake" / "transcript_summary"
+    rows = duckdb.sql(
+        "SELECT *, regexp_extract(filename, 'dt=([^/]+)/', 1) AS dt"
+        f" FROM read_parquet('{partition.parent}/*/*.parquet', filename = true, hive_partitioning = false)"
+    )
+    check_summary(read_summary_local(summary_dir), rows.arrow().read_all().to_pylist())
+
+
+def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
+):
+    names = sorted(speech.truth)
+    first = local_audio("2026-11-01", names[:4])
+    later = local_audio("2026-11-02", names[4:], subdir="nested")
+    lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+
+    # the nightly DAG did 2026-11-01 already; the backfill must not send those files again
+    nightly = example_dag("linkai_nightly_transcription").test(logical_date=day("2026-11-01"))
+    assert nightly.state == "success"
+
+    ds = "2026-11-03"
+    dag = example_dag("linkai_sharded_transcription")
+    run = dag.test(logical_date=day(ds), run_conf={"shards": 3})
+    assert run.state == "success"
+    states = ti_states(run)
+    assert states == {
+        ("list_shards", -1): "success",
+        ("transcribe", 0): "success",
+        ("transcribe", 1): "success",
+        ("transcribe", 2): "success",
+        ("report", -1): "success",
+    }
+    shards = xcom(run, "list_shards")
+    assert sorted(uri for shard in shards for uri in shard) == sorted({**first, **later})
+    assert [len(s) for s in shards] == [4, 3, 3]
+    report = xcom(run, "report")
+    assert (report["transcribed"], report["skipped"], report["failed"]) == (6, 4, 0)
+    assert report["shards_reporting"] == 3
+
+    partition = tmp_path / "lake" / "transcripts" / f"dt={ds}"
+    parts = sorted(p.name for p in partition.glob("*.parquet"))
+    assert {map_index_of(p) for p in parts} == {"0", "1", "2"}
+    rows = local_rows(partition)
+    check_rows(rows, later, "linkai_sharded_transcription")
+    assert {r["map_index"] for r in rows} <= {0, 1, 2}
+
+
+def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, tmp_path):
+    """A file that failed and then succeeded counts once, as ok; failures are grouped by reason."""
+    lake = lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/lake/transcripts")
+    root = tmp_path / "lake" / "transcripts"
+    t0 = pendulum.datetime(2026, 10, 1, 1, tz="UTC")
+
+    def row(uri, status, when, text=None, error=None, duration=None):
+        return {
+            "source_uri": uri,
+            "status": status,
+            "transcribed_at": when,
+            "text": text,
+            "error_type": error,
+            "error_message": error and "boom",
+            "audio_duration_s": duration,
+            "source_size_bytes": 10,
+        }
+
+    writes = {
+        "2026-10-01": [
+            row("file:///a.wav", "failed", t0, error="ServerError"),
+            row("file:///b.wav", "failed", t0, error="PayloadTooLargeError"),
+            row("file:///c.wav", "ok", t0, text="hello there world", duration=1.5),
+            row("file:///d.wav", "failed", t0, error="ServerError"),
+        ],
+        "2026-10-02": [
+            row("file:///a.wav", "ok", t0.add(days=1), text="second try worked", duration=2.0),
+            row("file:///e.mp3", "ok", t0.add(days=1), text="one", duration=None),
+        ],
+    }
+    for dt, rows in writes.items():
+        writer = TranscriptWriter(_local_fs(), f"{root}/dt={dt}")
+        for r in rows:
+            writer.add(r)
+        writer.flush()
+
+    run = example_dag("linkai_transcript_analytics").test(logical_date=day("2026-10-02"))
+    assert run.state == "success"
+    summary = read_summary_local(Path(lake.summary.removeprefix("file://")))
+    day1, day2 = summary["2026-10-01"], summary["2026-10-02"]
+    # a.wav moved on to 2026-10-02 as ok; b and d stay failed on 2026-10-01
+    assert (day1["files"], day1["ok"], day1["failed"], day1["words"]) == (3, 1, 2, 3)
+    assert day1["failure_reasons"] == [
+        {"error_type": "PayloadTooLargeError", "files": 1},
+        {"error_type": "ServerError", "files": 1},
+    ]
+    assert day1["attempt_rows"] == 4 and day1["audio_seconds"] == pytest.approx(1.5)
+    assert (day2["files"], day2["ok"], day2["failed"], day2["words"]) == (2, 2, 0, 4)
+    assert day2["failure_reasons"] == [] and day2["files_with_duration"] == 1
+    assert day2["audio_seconds"] == pytest.approx(2.0)
+    # nothing was written inside the transcript dataset
+    assert sorted(p.parent.name for p in root.glob("*/*.parquet")) == ["dt=2026-10-01", "dt=2026-10-02"]
+    assert len(read_rows(_local_fs(), str(root))) == 6
+
+
+def _local_fs():
+    from fsspec.implementations.local import LocalFileSystem
+
+    return LocalFileSystem()
+
+
+# -- S3 (moto server) -----------------------------------------------------------------------------------
+
+
+def test_nightly_and_analytics_on_s3_with_aws_connection(
+    example_dag, lake_env, linkai_conn, conn_env, moto_endpoint, s3_bucket, speech
+):
+    fs, bucket = s3_bucket
+    ds = "2026-11-12"
+    conn_env(aws_moto=aws_conn(moto_endpoint))
+    lake = lake_env(f"s3://{bucket}/calls", f"s3://{bucket}/lake/transcripts", conn_id="aws_moto")
+    inputs = upload(fs, speech, sorted(speech.truth), f"{bucket}/calls/{ds}")
+
+    run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
+    assert run.state == "success"
+    assert ti_states(run) == {("transcribe", -1): "success"}
+    fs.invalidate_cache()
+    rows = read_rows(fs, f"{bucket}/lake/transcripts/dt={ds}").to_pylist()
+    check_rows(rows, inputs, "linkai_nightly_transcription")
+
+    arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
+    assert arun.state == "success"
+    assert ti_states(arun) == {("summarize", -1): "success"}
+    fs.invalidate_cache()
+    assert lake.summary == f"s3://{bucket}/lake/transcript_summary"
+    (got,) = pq.read_table(f"{bucket}/lake/transcript_summary/dt={ds}/summary.parquet", filesystem=fs).to_pylist()
+    check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
+    assert all(f"/dt={ds}/part-" in p for p in fs.find(f"{bucket}/lake/transcripts")), "summary is beside, not inside"
+
+
+def test_sharded_on_s3_with_fsspec_connection(
+    example_dag, lake_env, linkai_conn, conn_env, moto_endpoint, s3_bucket, speech
+):
+    fs, bucket = s3_bucket
+    ds = "2026-11-13"
+    conn_env(s3_opts=fsspec_conn(moto_endpoint))
+    lake_env(f"s3://{bucket}/nowhere", f"s3://{bucket}/transcripts")  # params below override the Variable
+    names = sorted(speech.truth)
+    inputs = {
+        **upload(fs, speech, names[:5], f"{bucket}/bulk/a"),
+        **upload(fs, speech, names[5:], f"{bucket}/bulk/b/c"),
+    }
+
+    run = example_dag("linkai_sharded_transcription").test(
+        logical_date=day(ds),
+        run_conf={
+            "source": f"s3://{bucket}/bulk/",
+            "source_conn_id": "s3_opts",
+            "destination_conn_id": "s3_opts",
+            "shards": 2,
+        },
+    )
+    assert run.state == "success"
+    assert ti_states(run) == {
+        ("list_shards", -1): "success",
+        ("transcribe", 0): "success",
+        ("transcribe", 1): "success",
+        ("report", -1): "success",
+    }
+    fs.invalidate_cache()
+    parts = fs.find(f"{bucket}/transcripts/dt={ds}")
+    assert {map_index_of(p) for p in parts} == {"0", "1"}, parts
+    rows = read_rows(fs, f"{bucket}/transcripts").to_pylist()
+    check_rows(rows, inputs, "linkai_sharded_transcription")
+    assert xcom(run, "report")["transcribed"] == 10
+
+
+# -- the real recognizer -------------------------------------------------------------------------------
+
+
+@pytest.mark.whisper
+def test_nightly_with_whisper_engine_recognises_words(
+    example_dag, lake_env, conn_env, linkai_server_factory, local_audio, tmp_path, speech
+):
+    server = linkai_server_factory(engine="whisper")
+    conn_env(linkai_default=json.loads(server.airflow_conn_json))
+    clips = [name for name in sorted(speech.truth) if name.endswith((".wav", ".mp3"))]
+    ds = "2026-11-14"
+    inputs = local_audio(ds, clips)
+    lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+
+    run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
+    assert run.state == "success"
+    rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
+    assert sorted(r["source_uri"] for r in rows) == sorted(inputs)
+    for row in rows:
+        spoken = set(speech.truth[row["source_uri"].rsplit("/", 1)[1]].split())
+        heard = set(row["text"].lower().replace(".", " ").replace(",", " ").split())
+        assert row["status"] == "ok"
+        assert len(spoken & heard) >= len(spoken) // 2, (row["text"], spoken)
