@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -58,8 +59,28 @@ def load_engine(config: ServerConfig) -> Engine:
     return engine
 
 
-def build_server(config: ServerConfig, engine: Engine | None = None) -> tuple[uvicorn.Server, socket.socket]:
-    """A uvicorn server for ``config`` and its bound socket; the engine is loaded first."""
+class _Server(uvicorn.Server):
+    """uvicorn's server with a hook called once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None = None):
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+
+def build_server(
+    config: ServerConfig,
+    engine: Engine | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> tuple[uvicorn.Server, socket.socket]:
+    """A uvicorn server for ``config`` and its bound socket; the engine is loaded first.
+
+    :param on_started: called (on the server's loop) once connections are accepted.
+    """
     engine = engine if engine is not None else load_engine(config)
     sock = bind_socket(config.host, config.port)
     uv_config = uvicorn.Config(
@@ -71,7 +92,7 @@ def build_server(config: ServerConfig, engine: Engine | None = None) -> tuple[uv
         access_log=False,  # the app logs its own access line, without client details
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )
-    return uvicorn.Server(uv_config), sock
+    return _Server(uv_config, on_started), sock
 
 
 class ServerThread:
