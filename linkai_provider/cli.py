@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import uuid
 from typing import Any
 
 from linkai_provider.dataset import TranscriptWriter
@@ -44,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="sent as the 'language' form field")
     p.add_argument("--field", action="append", default=[], metavar="K=V", help="extra form field, repeatable")
     p.add_argument("--no-incremental", action="store_true", help="transcribe files that already have an ok row")
+    p.add_argument("--checkpoint-rows", type=int, default=100, help="rows per part file (default 100)")
+    p.add_argument("--checkpoint-seconds", type=float, default=30.0, help="max seconds between parts (default 30)")
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
     p.add_argument("--max-retries", type=int, help="retries of transient errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,7 +90,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     endpoint = hook.config.base_url
     listing = list_audio(args.source, args.source_conn_id)
     fs, root = resolve(args.destination, args.destination_conn_id)
-    writer = TranscriptWriter(fs, root, part_prefix=f"part-cli-{uuid.uuid4().hex[:8]}")
+    writer = TranscriptWriter(
+        fs,
+        root,
+        part_prefix="part-cli",
+        checkpoint_rows=args.checkpoint_rows,
+        checkpoint_seconds=args.checkpoint_seconds,
+    )
     writer.check_writable()
     plan = plan_batch(listing, None if args.no_incremental else (fs, root))
     fields = dict(kv.split("=", 1) for kv in args.field)

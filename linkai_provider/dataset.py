@@ -78,8 +78,8 @@ class TranscriptWriter:
         root: str,
         *,
         part_prefix: str = "part",
-        checkpoint_rows: int = 500,
-        checkpoint_seconds: float = 60.0,
+        checkpoint_rows: int = 100,
+        checkpoint_seconds: float = 30.0,
     ) -> None:
         if checkpoint_rows < 1 or checkpoint_seconds <= 0:
             raise ValueError("checkpoint_rows must be >= 1 and checkpoint_seconds > 0")

@@ -73,8 +73,10 @@ class TranscribeAudioOperator(BaseOperator):
     :param incremental: skip files that already have an ``ok`` row for their current fingerprint.
     :param incremental_scope: dataset folder checked for ``ok`` rows; default ``destination``. Point it
         at the dataset root to skip files done on any earlier day. (templated)
-    :param checkpoint_rows: write a part file after this many rows ...
-    :param checkpoint_seconds: ... or after this many seconds, whichever comes first.
+    :param checkpoint_rows: write a part file after this many finished rows ...
+    :param checkpoint_seconds: ... or this many seconds, whichever comes first. A killed worker loses
+        at most the rows not yet checkpointed plus the requests in flight; those files are sent
+        again by the next try (incremental), so these two bound what a crash can cost in credits.
     :param timeout: per-request timeout in seconds, over the connection's.
     :param max_retries: retries of transient errors, over the connection's.
     :param progress_interval: seconds between progress log lines.
@@ -107,8 +109,8 @@ class TranscribeAudioOperator(BaseOperator):
         fail_on_empty_source: bool = False,
         incremental: bool = True,
         incremental_scope: str | None = None,
-        checkpoint_rows: int = 500,
-        checkpoint_seconds: float = 60.0,
+        checkpoint_rows: int = 100,
+        checkpoint_seconds: float = 30.0,
         timeout: float | None = None,
         max_retries: int | None = None,
         progress_interval: float = 10.0,

@@ -13,14 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkai_provider.dataset import SCHEMA
-from tests.conftest import FORMATS, get_dag, task_states, xcom_return
+from tests.conftest import FORMATS
+from tests.helpers import digest_text, get_dag, task_states, xcom_return
 
 pytestmark = pytest.mark.usefixtures("airflow_home")
 DS = "2026-11-20"
-
-
-def digest_text(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()} bytes:{len(data)}"
 
 
 @pytest.fixture
@@ -101,13 +98,13 @@ def test_rerun_is_incremental_and_changed_file_is_sent_again(tmp_path, speech, l
     run, state, summary = run_transcribe(source=str(audio), destination=dest)
     assert state == "success"
     assert (summary["transcribed"], summary["skipped_existing"]) == (0, len(FORMATS))
-    assert linkai_conn.stats()["total"] == 0  # nothing paid twice
+    assert linkai_conn.stats()["requests_total"] == 0  # nothing paid twice
 
     changed = audio / "clip_00.mp3"
     changed.write_bytes(changed.read_bytes() + b"\0" * 10)  # a new version: new size and mtime
     run, state, summary = run_transcribe(source=str(audio), destination=dest)
     assert (summary["transcribed"], summary["skipped_existing"]) == (1, len(FORMATS) - 1)
-    assert linkai_conn.stats()["total"] == 1
+    assert linkai_conn.stats()["requests_total"] == 1
 
 
 def test_s3_source_and_destination_through_moto(tmp_path, speech, linkai_conn, conn_env, moto_endpoint, s3fs_factory):
