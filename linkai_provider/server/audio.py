@@ -48,17 +48,19 @@ def sniff(path: Path) -> str | None:
     """Return the format family of the file at ``path`` (see the module table), or ``None``."""
     with open(path, "rb") as fh:
         head = fh.read(_HEAD)
-        family = sniff_bytes(head)
-        if family is not None or not head.startswith(b"ID3"):
-            return family
+        if not head.startswith(b"ID3"):
+            return sniff_bytes(head)
         # An ID3v2 tag (cover art can make it large) precedes the audio: look behind it.
         fh.seek(_id3_size(head))
-        after = fh.read(_HEAD)
-    return _after_id3(after)
+        return _after_id3(fh.read(_HEAD))
 
 
 def sniff_bytes(head: bytes) -> str | None:
-    """Like :func:`sniff`, for the first bytes of a file (64 KiB is plenty)."""
+    """Like :func:`sniff`, for the first bytes of a file.
+
+    Best effort when an ID3 tag is longer than ``head``: that is taken as MP3, whereas
+    :func:`sniff` reads past the tag.
+    """
     if len(head) >= 12 and head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return "wav"
     if head.startswith(b"fLaC"):
@@ -116,7 +118,7 @@ def _after_id3(data: bytes) -> str | None:
     if data.startswith(b"fLaC"):
         return "flac"
     if not data:
-        return "mp3"  # a tag and nothing else: decoding will tell whether it is audio
+        return None  # a tag and nothing after it is metadata, not audio
     return "mp3" if _mpeg_audio_at(data, 0) else None
 
 

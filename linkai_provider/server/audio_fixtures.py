@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AUDIO_FORMATS", "AudioFixtureError", "synthesize"]
+__all__ = ["AUDIO_FORMATS", "AudioFixtureError", "normalize_words", "synthesize", "word_error_rate"]
 
 #: The ten formats of the API, in the order of its documentation.
 AUDIO_FORMATS: tuple[str, ...] = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "amr")
@@ -116,6 +118,32 @@ def synthesize(text: str, dest: Path, fmt: str, voice: str = "en") -> Path:
             os.replace(staging, cached)
     shutil.copyfile(cached, dest)
     return dest
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-case words without punctuation or accents, for comparing transcripts."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = re.sub(r"['\u2019]", "", folded)  # "don't" and "dont" are the same word
+    return re.sub(r"[^\w\s]|_", " ", folded).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / reference words.
+
+    Both texts go through :func:`normalize_words` first, so case, punctuation and accents do
+    not count as errors.
+    """
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, start=1):
+        current = [i] + [0] * len(hyp)
+        for j, hyp_word in enumerate(hyp, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
+        previous = current
+    return previous[-1] / len(ref)
 
 
 def _cache_dir() -> Path:
