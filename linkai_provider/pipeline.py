@@ -183,6 +183,7 @@ class TranscriptionPipeline:
                 fh, filename=posixpath.basename(file.path), extra_fields=self.extra_fields, cancel=self.cancel
             )
         except LinkAIFatalError as exc:
+            self.cancel.set()  # at once, from this worker: it must not pick up the next queued file
             return _Outcome(self._failed(row, exc).row, fatal=exc)
         except LinkAIError as exc:
             return self._failed(row, exc)

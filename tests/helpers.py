@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 
@@ -39,3 +40,50 @@ def get_dag(dag_id: str):
 def digest_text(data: bytes) -> str:
     """What linkai-server's digest engine answers for ``data``."""
     return f"sha256:{hashlib.sha256(data).hexdigest()} bytes:{len(data)}"
+
+
+class HostileServer:
+    """A LinkAI look-alike that misbehaves by file name, on 127.0.0.1: ``nonjson`` in the name gets
+    an HTML 200, ``echo`` gets a 400 envelope quoting the request's Authorization header (a server
+    that leaks the key back), anything else ``{"text": "fine"}``."""
+
+    def __init__(self) -> None:
+        import re
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                match = re.search(rb'filename="([^"]*)"', body)
+                name = match.group(1).decode() if match else ""
+                if "nonjson" in name:
+                    self._send(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+                elif "echo" in name:
+                    envelope = {
+                        "success": False,
+                        "code": 400,
+                        "message": f"rejected request with header {self.headers.get('Authorization')}",
+                        "data": None,
+                    }
+                    self._send(400, json.dumps(envelope).encode(), "application/json")
+                else:
+                    self._send(200, b'{"text": "fine"}', "application/json")
+
+            def _send(self, status: int, payload: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,11 +1,16 @@
-"""A DAG for the operator's end-to-end tests: every knob comes from ``params`` (set by run_conf)."""
+"""A DAG for the operator's end-to-end tests: templated knobs come from ``params`` (run_conf), the
+others from ``LINKAI_TEST_*`` environment variables read when the file is parsed."""
 
 from __future__ import annotations
+
+import os
 
 import pendulum
 from airflow.sdk import DAG, Asset
 
 from linkai_provider.operators.transcribe import TranscribeAudioOperator
+
+env = os.environ.get
 
 with DAG(
     dag_id="linkai_test_transcribe",
@@ -17,8 +22,8 @@ with DAG(
         "destination": "/nonexistent-out",
         "source_conn_id": None,
         "destination_conn_id": None,
-        "max_concurrency": 4,
         "extra_fields": {},
+        "incremental_scope": None,
     },
     render_template_as_native_obj=True,
 ):
@@ -29,7 +34,13 @@ with DAG(
         source_conn_id="{{ params.source_conn_id }}",
         destination_conn_id="{{ params.destination_conn_id }}",
         extra_fields="{{ params.extra_fields }}",
-        max_concurrency=4,
-        max_retries=3,
+        incremental_scope="{{ params.incremental_scope }}",
+        max_concurrency=int(env("LINKAI_TEST_MAX_CONCURRENCY", "4")),
+        max_file_size_bytes=int(env("LINKAI_TEST_MAX_FILE_SIZE", str(100 * 2**20))),
+        fail_on_partial_error=env("LINKAI_TEST_FAIL_ON_PARTIAL", "1") == "1",
+        fail_on_empty_source=env("LINKAI_TEST_FAIL_ON_EMPTY", "0") == "1",
+        incremental=env("LINKAI_TEST_INCREMENTAL", "1") == "1",
+        checkpoint_rows=int(env("LINKAI_TEST_CHECKPOINT_ROWS", "100")),
+        max_retries=int(env("LINKAI_TEST_MAX_RETRIES", "3")),
         outlets=[Asset("file:///linkai-test/transcripts")],
     )
