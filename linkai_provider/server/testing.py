@@ -153,8 +153,12 @@ class ProcessServerHandle(LinkAIServerHandle):
         self.pid = process.pid
         self._workdir = workdir
         self.log_path = workdir / "server.log"
+        self._final_log: str | None = None
 
     def log(self) -> str:
+        """The server's output so far (still available after :meth:`stop`)."""
+        if self._final_log is not None:
+            return self._final_log
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -171,6 +175,8 @@ class ProcessServerHandle(LinkAIServerHandle):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
+        if self._final_log is None:
+            self._final_log = self.log()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
 
@@ -216,10 +222,11 @@ def start_server_process(
 ) -> ProcessServerHandle:
     """Start ``linkai-server`` as a child process; return once ``/healthz`` answers.
 
-    The key is passed in ``$LINKAI_SERVER_API_KEYS``, not on the command line, so it does not
-    show in ``ps``. ``flags`` are the CLI flags with underscores: ``True`` adds a bare flag,
-    ``None``/``False`` leaves it out, anything else becomes its value. The bound port (useful
-    with ``port=0``) is :attr:`ProcessServerHandle.port`.
+    The key is passed in ``$LINKAI_SERVER_API_KEYS`` (with any keys ``env`` sets there), not on
+    the command line, so it does not show in ``ps``. ``flags`` are the CLI flags with
+    underscores: ``True`` adds a bare flag, ``None``/``False`` leaves it out, anything else
+    becomes its value. The bound port (useful with ``port=0``) is :attr:`ProcessServerHandle.port`;
+    the server's output is :meth:`ProcessServerHandle.log`.
 
     :raises RuntimeError: the server exited or did not become ready within ``timeout``.
     """
@@ -239,7 +246,8 @@ def start_server_process(
     # The child must import this very package, installed or not (e.g. a source checkout).
     package_root = str(Path(__file__).resolve().parents[2])
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, child_env.get("PYTHONPATH")]))
-    child_env["LINKAI_SERVER_API_KEYS"] = api_key or ""
+    # Keys given in ``env`` are kept next to ``api_key`` (tests of multi-key setups).
+    child_env["LINKAI_SERVER_API_KEYS"] = ",".join(filter(None, [api_key, (env or {}).get("LINKAI_SERVER_API_KEYS")]))
     with open(workdir / "server.log", "wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env)
     deadline = time.monotonic() + timeout
