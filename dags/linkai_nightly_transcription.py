@@ -46,6 +46,14 @@ The task updates the Asset `{TRANSCRIPTS.uri}`, which schedules `linkai_transcri
 Other knobs (env, parse time): `LINKAI_NIGHTLY_SCHEDULE` (default `@daily`), `LINKAI_TASK_RETRIES`
 (default 3; retries back off exponentially from 2 minutes, capped at 1 hour). A day whose folder does
 not exist fails and is retried: late deliveries are picked up by the retries.
+
+#### When files fail
+A file LinkAI refuses (corrupt, too large, moderated) or that still fails after the hook's own retries
+is written as a `failed` row with its reason, and the task fails *after* writing every row; each task
+retry resends only the failed files. Fix or remove the file and clear the task, or pass
+`fail_on_partial_error=False` to keep nights green and watch `failed` / `failure_reasons` in the
+analytics summary instead (a failed task updates no Asset, so analytics waits for the next success).
+Auth, credit and plan errors stop the batch at once and fail the task with LinkAI's message.
 """
 
 with DAG(

@@ -107,8 +107,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     rows = con.sql(
         """
-        SELECT regexp_extract(source_uri, '[^/]+$') AS file, status, audio_duration_s, text, error_message,
-               transcribed_at
+        SELECT regexp_extract(source_uri, '[^/]+$') AS file, status, audio_duration_s, text, error_message
         FROM read_parquet($files, hive_partitioning = false)
         QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC) = 1
         ORDER BY file
@@ -121,7 +120,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     expected = expected_text()
     problems: list[str] = []
     hit = total = 0
-    for file, status, seconds, text, error, _ in rows:
+    for file, status, seconds, text, error in rows:
         secs = f"{seconds:5.2f}" if seconds is not None else "    -"
         print(f"  {file:<12} {status:<7} {secs}  {text if status == 'ok' else 'ERROR: ' + str(error)}")
         if status != "ok" or not (text or "").strip():

@@ -106,8 +106,12 @@ run_logged() {  # run_logged NAME CMD...: output to a log file, shown only on fa
         exit 1
     fi
 }
-step "migrating the Airflow metadata DB ($AIRFLOW_HOME)"
-run_logged db-migrate airflow db migrate
+migrated="$AIRFLOW_HOME/.migrated"
+if [ ! -f "$migrated" ] || [ "$stamp" -nt "$migrated" ] || [ ! -f "$AIRFLOW_HOME/airflow.db" ]; then
+    step "migrating the Airflow metadata DB ($AIRFLOW_HOME)"
+    run_logged db-migrate airflow db migrate
+    touch "$migrated"
+fi
 step "airflow dags test linkai_nightly_transcription $DAY"
 run_logged nightly airflow dags test linkai_nightly_transcription "$DAY"
 grep -ho "Found [0-9]* file(s): [^[]*" "$LOGS/nightly.log" | tail -1 | sed "s/^/    /" || true

@@ -233,6 +233,30 @@ def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_
     check_summary(read_summary_local(summary_dir), rows.arrow().read_all().to_pylist())
 
 
+def test_bad_file_fails_the_night_after_writing_rows_and_analytics_reports_why(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
+):
+    ds = "2026-11-15"
+    lake = lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    inputs = local_audio(ds, sorted(speech.truth)[:3])
+    (local_audio.root / ds / "broken.wav").write_text("this is not audio " * 20)
+
+    run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
+    assert run.state == "failed"
+    assert ti_states(run) == {("transcribe", -1): "failed"}  # PartialBatchError, after every row was written
+    rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
+    (bad,) = [r for r in rows if r["source_uri"].endswith("broken.wav")]
+    assert bad["status"] == "failed" and bad["error_type"] == "InvalidRequestError" and bad["error_code"] == 400
+    check_rows([r for r in rows if r is not bad], inputs, "linkai_nightly_transcription")
+
+    arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
+    assert arun.state == "success"
+    got = read_summary_local(Path(lake.summary.removeprefix("file://")))[ds]
+    assert (got["files"], got["ok"], got["failed"]) == (4, 3, 1)
+    assert got["failure_reasons"] == [{"error_type": "InvalidRequestError", "files": 1}]
+    check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
+
+
 def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
     example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
 ):
