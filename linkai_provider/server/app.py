@@ -131,9 +131,9 @@ class TranscriptionEndpoint:
             if decision.fault is not None:
                 await self._inject(scope, answer, decision.fault)
             else:
-                text, sha256 = await self._recognise(upload, request)
+                text, seconds = await self._recognise(upload)
                 await answer.json(200, {"text": text})
-                state.stats.transcribed(sha256, time.perf_counter() - started)
+                state.stats.transcribed(upload.sha256, seconds)
         except _Dropped:
             outcome = "dropped"
         except ClientDisconnect:
@@ -142,7 +142,8 @@ class TranscriptionEndpoint:
             await answer.error(err)
         except Exception:  # a bug, not the client's fault: answer 500 in the envelope, keep serving
             log.exception("unexpected error while handling %s", TRANSCRIPTIONS_PATH)
-            await answer.error(ApiError(500))
+            if answer.status is None:  # nothing sent yet, so an answer is still possible
+                await answer.error(ApiError(500))
         finally:
             body_bytes = upload.body_bytes if upload is not None else 0
             if upload is not None:
@@ -202,7 +203,8 @@ class TranscriptionEndpoint:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             raise ApiError(fault.status, headers=headers)
 
-    async def _recognise(self, upload: Upload, request: Request) -> tuple[str, str]:
+    async def _recognise(self, upload: Upload) -> tuple[str, float]:
+        """Validate the upload and run the engine; return the text and the seconds it took."""
         state = self.state
         if not upload.has_file:
             raise ApiError(400, "Invalid request format: missing multipart field 'file'")
@@ -222,6 +224,7 @@ class TranscriptionEndpoint:
         except UnsupportedLanguageError as exc:
             raise ApiError(400, str(exc)) from exc
         job = Job(upload.path, family, upload.size, upload.sha256, language)
+        started = time.perf_counter()
         try:
             if state.engine.blocking:
                 loop = asyncio.get_running_loop()
@@ -230,7 +233,7 @@ class TranscriptionEndpoint:
                 text = state.engine.transcribe(job)
         except AudioDecodeError as exc:
             raise ApiError(400, str(exc)) from exc
-        return text, upload.sha256
+        return text, time.perf_counter() - started
 
 
 def create_app(config: ServerConfig, engine: Engine) -> Starlette:

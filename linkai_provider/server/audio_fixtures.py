@@ -40,6 +40,10 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
 
 __all__ = ["AUDIO_FORMATS", "AudioFixtureError", "normalize_words", "synthesize", "word_error_rate"]
 
@@ -187,13 +191,13 @@ def _encode_with(wav: Path, out: Path, enc: _Encoding) -> None:
     import av  # imported here: only clip generation needs it
 
     with av.open(str(wav)) as source, av.open(str(out), mode="w", format=enc.container) as sink:
-        stream = sink.add_stream(enc.codec, rate=enc.rate, options=dict(enc.options))
+        stream = cast("AudioStream", sink.add_stream(enc.codec, rate=enc.rate, options=dict(enc.options)))
         stream.codec_context.layout = enc.layout
         if enc.bit_rate:
             stream.codec_context.bit_rate = enc.bit_rate
         for key, value in enc.options:
             stream.codec_context.options[key] = value
-        sample_format = stream.codec_context.codec.audio_formats[0].name
+        sample_format = (stream.codec_context.codec.audio_formats or [av.AudioFormat("s16")])[0].name
         resampler = av.AudioResampler(format=sample_format, layout=enc.layout, rate=enc.rate)
         # Encoders with a fixed frame size (AAC 1024, MP3 1152, Opus 960, AMR 160) reject
         # other sizes, so resampled audio is re-cut through a FIFO.

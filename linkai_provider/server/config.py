@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,3 @@ class ServerConfig:
         if unknown:
             raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
         return cls(faults=FaultConfig(**fault_opts), **options)
-
-    def with_port(self, port: int) -> ServerConfig:
-        return replace(self, port=port)

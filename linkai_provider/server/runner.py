@@ -111,7 +111,8 @@ class ServerThread:
     def app_state(self) -> Any:
         """The app's :class:`~linkai_provider.server.app.ServerState` (stats, config)."""
         assert self._server is not None
-        return self._server.config.app.state.linkai
+        app: Any = self._server.config.app  # our Starlette app (uvicorn types it loosely)
+        return app.state.linkai
 
     def start(self, timeout: float = 120.0) -> ServerThread:
         """Load the engine, bind, serve in a thread; return once requests are accepted."""

@@ -60,7 +60,10 @@ class Stats:
                 self._client_gone += 1
 
     def transcribed(self, sha256: str, seconds: float) -> None:
-        """Count a successful transcription (HTTP 200 with ``text``) of content ``sha256``."""
+        """Count a successful transcription (HTTP 200 with ``text``) of content ``sha256``.
+
+        ``seconds`` is the engine's time, summed into ``recognition_seconds``.
+        """
         with self._lock:
             self._ok_by_sha[sha256] += 1
             self._recognition_s += seconds

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -82,7 +83,7 @@ class _Collector:
         self.pending_bytes = 0
         self.ended = False
         self._hash = hashlib.sha256()
-        self._fh: object | None = None
+        self._fh: BinaryIO | None = None
         self._header_name = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
@@ -157,13 +158,14 @@ class _Collector:
         self.upload.path = Path(name)
 
     def flush(self, chunks: list[bytes]) -> None:
+        assert self._fh is not None  # opened when the file part began
         for chunk in chunks:
             self._hash.update(chunk)
-            self._fh.write(chunk)  # type: ignore[attr-defined]
+            self._fh.write(chunk)
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()  # type: ignore[attr-defined]
+            self._fh.close()
             self._fh = None
         self.upload.sha256 = self._hash.hexdigest()
 

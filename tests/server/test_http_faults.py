@@ -148,7 +148,7 @@ def test_latency_jitter_and_delay_header(linkai_server_factory, payload) -> None
         started = time.perf_counter()
         assert post(server, payload).status_code == 200
         durations.append(time.perf_counter() - started)
-    assert all(0.1 <= d < 0.6 for d in durations), durations
+    assert all(0.1 <= d < 1.0 for d in durations), durations
     started = time.perf_counter()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.transcriptions_url, files={"file": ("a.wav", payload)}, timeout=0.5,
