@@ -1,0 +1,9 @@
+-- Audio hours transcribed and files failed per day, from the same dataset
+SELECT dt,
+       count(*) FILTER (WHERE status = 'ok')                      AS files_ok,
+       count(*) FILTER (WHERE status = 'failed')                  AS files_failed,
+       round(sum(audio_duration_s) FILTER (WHERE status = 'ok') / 3600, 3) AS audio_hours,
+       round(avg(latency_ms) FILTER (WHERE status = 'ok'))        AS avg_latency_ms
+FROM read_parquet('transcripts/**/*.parquet', hive_partitioning = true, union_by_name = true)
+GROUP BY dt
+ORDER BY dt;

@@ -1,0 +1,45 @@
+"""Transcribe each day's audio drop in S3 into a Hive-partitioned Parquet dataset, and react to it."""
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from linkai_provider.operators.transcribe import TranscribeAudioOperator, transcript_asset
+
+DESTINATION = "s3://my-bucket/transcripts/dt={{ ds }}/"
+
+# --8<-- [start:producer]
+with DAG(
+    dag_id="transcribe_calls",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+):
+    TranscribeAudioOperator(
+        task_id="transcribe",
+        source="s3://my-bucket/calls/{{ ds }}/",  # a folder, a glob, a file, or a list of them
+        destination=DESTINATION,
+        linkai_conn_id="linkai_default",
+        source_conn_id="aws_default",
+        destination_conn_id="aws_default",
+        max_concurrency=8,
+        extra_fields={"language": "en"},
+    )
+# --8<-- [end:producer]
+
+# --8<-- [start:consumer]
+# The operator declares Asset("s3://my-bucket/transcripts") as its outlet: the destination cut
+# before its first templated or dt=... segment, so every daily partition updates the one Asset.
+with DAG(
+    dag_id="report_on_transcripts",
+    schedule=[transcript_asset(DESTINATION)],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+):
+
+    @task
+    def report(triggering_asset_events=None):
+        for asset, events in triggering_asset_events.items():
+            print(asset.uri, "updated by", [(e.source_dag_id, e.source_run_id) for e in events])
+
+    report()
+# --8<-- [end:consumer]

@@ -1,0 +1,336 @@
+"""Every file under docs/snippets/ (the docs include them, they never copy code) run or checked for real:
+queries against a transcript dataset written by the provider's own writer (local, S3 on moto, GCS on
+the emulator), DDL checked column by column against ``dataset.SCHEMA``, the DAG parsed and run
+through Airflow against linkai-server, the connection examples read by the hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from linkai_provider.dataset import SCHEMA
+from tests.deploy.transcripts import CURRENT, schema_columns
+
+REPO = Path(__file__).resolve().parents[2]
+SNIPPETS = REPO / "docs" / "snippets"
+
+# which test covers which snippet; test_every_snippet_is_tested keeps this honest
+COVERED = {
+    "query_duckdb.py": "test_duckdb_snippet_*",
+    "duckdb_current.sql": "test_duckdb_cli_sql",
+    "duckdb_daily_cost.sql": "test_duckdb_cli_sql",
+    "query_pandas.py": "test_pandas_and_polars_*",
+    "query_polars.py": "test_pandas_and_polars_*",
+    "query_spark.py": "test_spark_snippet",
+    "athena.sql": "test_ddl_names_every_column_with_a_compatible_type",
+    "athena_current.sql": "test_warehouse_queries_return_the_current_transcripts",
+    "bigquery.sql": "test_ddl_names_every_column_with_a_compatible_type",
+    "bigquery_current.sql": "test_warehouse_queries_return_the_current_transcripts",
+    "minimal_dag.py": "test_minimal_dag_*",
+    "connection_env.sh": "test_connection_env_examples_configure_the_hook",
+    "test_connection.sh": "test_connection_test_snippet_against_linkai_server",
+}
+
+
+def load(name: str) -> dict:
+    return runpy.run_path(str(SNIPPETS / name))
+
+
+def as_current(rows) -> dict[str, tuple]:
+    """{source_uri: (status, text)} from rows whose first three values are uri, status, text."""
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_every_snippet_is_tested():
+    assert sorted(p.name for p in SNIPPETS.iterdir() if p.is_file()) == sorted(COVERED)
+
+
+# -- DuckDB ---------------------------------------------------------------------------------------------
+def test_duckdb_snippet_local(transcripts):
+    snippet = load("query_duckdb.py")
+    for dataset in (str(transcripts.root), f"file://{transcripts.root}"):
+        rows = snippet["current_transcripts"](snippet["connect"](dataset), dataset)
+        assert as_current(rows) == CURRENT
+        # the columns the page promises, dt from the partition folder
+        assert {r[0]: str(r[-1]) for r in rows}[f"{'s3://calls/in'}/b.mp3"] == "2026-11-20"
+
+
+def upload(fs, local: Path, remote: str) -> None:
+    fs.put(str(local), remote, recursive=True)
+
+
+def run_snippet(name: str, dataset: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, str(SNIPPETS / name), dataset],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def assert_printed_current(stdout: str) -> None:
+    for uri, (status, text) in CURRENT.items():
+        line = next(line for line in stdout.splitlines() if uri in line)
+        assert status in line, line
+        if text:
+            assert text in line, line
+
+
+@pytest.fixture
+def s3_env(moto_endpoint) -> dict[str, str]:
+    """What the snippets' docstrings tell a MinIO user to set."""
+    return {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+
+
+@pytest.fixture
+def s3_transcripts(transcripts, s3fs_factory, request) -> str:
+    fs = s3fs_factory()
+    bucket = "docs-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    fs.mkdir(bucket)
+    upload(fs, transcripts.root, f"{bucket}/transcripts")
+    return f"s3://{bucket}/transcripts"
+
+
+def test_duckdb_snippet_over_s3(s3_transcripts, s3_env):
+    assert_printed_current(run_snippet("query_duckdb.py", s3_transcripts, s3_env))
+
+
+def test_duckdb_snippet_over_gcs(transcripts, gcsfs_factory, gcs_endpoint):
+    fs = gcsfs_factory()
+    fs.mkdir("docs-gcs")
+    upload(fs, transcripts.root, "docs-gcs/transcripts")
+    env = {"STORAGE_EMULATOR_HOST": gcs_endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    assert_printed_current(run_snippet("query_duckdb.py", "gs://docs-gcs/transcripts", env))
+
+
+def test_duckdb_cli_sql(transcripts, monkeypatch):
+    """The .sql files are written for `duckdb` run beside the dataset folder."""
+    monkeypatch.chdir(transcripts.root.parent)
+    con = duckdb.connect()
+    current_sql = (SNIPPETS / "duckdb_current.sql").read_text()
+    con.execute("EXPLAIN " + current_sql.rstrip().rstrip(";"))
+    assert as_current(con.execute(current_sql).fetchall()) == CURRENT
+
+    daily = con.execute((SNIPPETS / "duckdb_daily_cost.sql").read_text()).fetchall()
+    by_day = {str(row[0]): row[1:] for row in daily}
+    # day 1: b, d, e ok (2 + 4 + 1.5 s), a failed; day 2: a, d ok (3.5 + 4.5 s), c, e failed
+    assert by_day["2026-11-20"][:3] == (3, 1, round(7.5 / 3600, 3))
+    assert by_day["2026-11-21"][:3] == (2, 2, round(8.0 / 3600, 3))
+
+
+# -- pandas, Polars, Spark -----------------------------------------------------------------------------
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_pandas_and_polars_local(transcripts, library):
+    frame = load(f"query_{library}.py")["current_transcripts"](str(transcripts.root))
+    rows = frame.to_dict("records") if library == "pandas" else frame.to_dicts()
+    got = {r["source_uri"]: (r["status"], None if r["text"] is None or r["text"] != r["text"] else r["text"]) for r in rows}
+    assert got == CURRENT
+    assert set(SCHEMA.names) | {"dt"} == set(rows[0])
+    assert len(rows) == len(CURRENT)
+
+
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_pandas_and_polars_over_s3(s3_transcripts, s3_env, library):
+    assert_printed_current(run_snippet(f"query_{library}.py", s3_transcripts, s3_env))
+
+
+def test_spark_snippet(transcripts):
+    """The Spark SQL runs unchanged in DuckDB over the same view; with pyspark installed, in Spark too."""
+    snippet = load("query_spark.py")
+    con = duckdb.connect()
+    con.read_parquet(f"{transcripts.root}/**/*.parquet", hive_partitioning=True).create_view("transcripts")
+    assert as_current(con.execute(snippet["CURRENT"]).fetchall()) == CURRENT
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return
+    spark = SparkSession.builder.master("local[1]").appName("linkai-docs").getOrCreate()
+    try:
+        rows = snippet["current_transcripts"](spark, str(transcripts.root)).collect()
+    finally:
+        spark.stop()
+    assert as_current(rows) == CURRENT
+
+
+# -- Athena, BigQuery ----------------------------------------------------------------------------------
+COMPATIBLE = {
+    "athena": {"string": {"string"}, "int64": {"bigint"}, "int32": {"int", "integer"}, "double": {"double"},
+               "timestamp": {"timestamp"}},
+    "bigquery": {"string": {"STRING"}, "int64": {"INT64"}, "int32": {"INT64"}, "double": {"FLOAT64"},
+                 "timestamp": {"TIMESTAMP"}},
+}  # fmt: skip
+
+
+def ddl_columns(sql: str) -> tuple[dict[str, str], str]:
+    """(column -> type) of the CREATE ... TABLE name ( ... ) list, and the text after it."""
+    body = re.sub(r"--[^\n]*", "", sql)
+    start = re.search(r"CREATE\b.*?\bTABLE\b[^(]*\(", body, re.S | re.I)
+    assert start, "no CREATE TABLE"
+    depth, i = 1, start.end()
+    while depth:
+        depth += {"(": 1, ")": -1}.get(body[i], 0)
+        i += 1
+    columns = {}
+    for item in body[start.end() : i - 1].split(","):
+        name, kind = item.split()
+        columns[name.strip("`")] = kind
+    return columns, body[i:]
+
+
+@pytest.mark.parametrize("engine", ["athena", "bigquery"])
+def test_ddl_names_every_column_with_a_compatible_type(engine):
+    columns, rest = ddl_columns((SNIPPETS / f"{engine}.sql").read_text())
+    expected = schema_columns()
+    assert list(columns) == list(expected), "the DDL must list dataset.SCHEMA's columns, in order"
+    for name, arrow_type in expected.items():
+        assert columns[name] in COMPATIBLE[engine][arrow_type], f"{engine}: {name} {columns[name]} vs {arrow_type}"
+    if engine == "athena":
+        assert re.search(r"PARTITIONED BY \(dt string\)", rest)
+        assert "STORED AS PARQUET" in rest
+        assert "'projection.dt.format' = 'yyyy-MM-dd'" in rest
+        assert re.search(r"'storage.location.template' = 's3://[^']+/dt=\$\{dt\}/'", rest)
+    else:
+        assert "WITH PARTITION COLUMNS (dt DATE)" in rest
+        assert "format = 'PARQUET'" in rest
+        prefix = re.search(r"hive_partition_uri_prefix = '([^']+)'", rest).group(1)
+        assert f"uris = ['{prefix}/*.parquet']" in rest
+
+
+@pytest.mark.parametrize("engine", ["athena", "bigquery"])
+def test_warehouse_queries_return_the_current_transcripts(transcripts, engine):
+    """Standard SQL over the table the DDL creates (here: a DuckDB view of the same files)."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA linkai")
+    con.read_parquet(f"{transcripts.root}/**/*.parquet", hive_partitioning=True).create_view("rows")
+    con.execute("CREATE VIEW linkai.transcripts AS SELECT * FROM rows")
+    sql = (SNIPPETS / f"{engine}_current.sql").read_text()
+    assert as_current(con.execute(sql).fetchall()) == CURRENT
+
+
+# -- the DAG ---------------------------------------------------------------------------------------------
+def snippet_dags():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(SNIPPETS / "minimal_dag.py"), known_pools={"default_pool"})
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("transcribe_calls"), bag.get_dag("report_on_transcripts")
+
+
+def test_minimal_dag_parses_and_wires_the_asset(airflow_home):
+    from airflow.sdk import Asset
+
+    producer, consumer = snippet_dags()
+    task = producer.get_task("transcribe")
+    assert task.outlets == [Asset("s3://my-bucket/transcripts")]
+    assert task.extra_fields == {"language": "en"}
+    assert [a.uri for a in consumer.timetable.asset_condition.objects] == ["s3://my-bucket/transcripts"]
+
+
+def test_minimal_dag_runs_against_s3_and_linkai_server(
+    airflow_home, conn_env, linkai_server, moto_endpoint, s3fs_factory, speech
+):
+    """dag.test() of the snippet as written: S3 (moto) in and out, linkai-server as LinkAI."""
+    from tests.helpers import task_states, xcom_return
+
+    fs = s3fs_factory()
+    if not fs.exists("my-bucket"):
+        fs.mkdir("my-bucket")
+    clips = sorted(speech.dir.iterdir())[:3]
+    for clip in clips:
+        fs.put_file(str(clip), f"my-bucket/calls/2026-11-20/{clip.name}")
+    conn_env(
+        linkai_default=json.loads(linkai_server.airflow_conn_json),
+        aws_default={"conn_type": "aws", "login": "testing", "password": "testing",
+                     "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}},
+    )  # fmt: skip
+    import pendulum
+
+    from tests.helpers import get_dag
+
+    # in the DAGs folder, like a user's file, so that dag.test() can serialize it
+    shutil.copy(SNIPPETS / "minimal_dag.py", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "transcribe_calls.py")
+    producer = get_dag("transcribe_calls")
+
+    run = producer.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
+    assert task_states(run)["transcribe"] == "success"
+    summary = xcom_return(run, "transcribe")
+    assert summary["transcribed"] == 3 and summary["failed"] == 0
+    assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-20"
+    snippet = load("query_duckdb.py")
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    rows = snippet["current_transcripts"](con, "s3://my-bucket/transcripts")
+    assert {r[0] for r in rows} >= {f"s3://my-bucket/calls/2026-11-20/{c.name}" for c in clips}
+    assert all(r[1] == "ok" for r in rows)
+
+
+# -- connections -------------------------------------------------------------------------------------
+def exports(path: Path) -> dict[str, str]:
+    """``export NAME='value'`` statements of a shell snippet, as the shell would set them."""
+    script = path.read_text() + "\nenv -0\n"
+    result = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"]}, capture_output=True, check=True)
+    env = dict(item.split("=", 1) for item in result.stdout.decode().split("\0") if "=" in item)
+    return {k: v for k, v in env.items() if k.startswith("AIRFLOW_")}
+
+
+def test_connection_env_examples_configure_the_hook(monkeypatch):
+    from linkai_provider.hooks.linkai import LinkAIHook
+
+    env = exports(SNIPPETS / "connection_env.sh")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    expected = {
+        "linkai_default": ("https://api.linkai.cloud/v1/audio/transcriptions", "sk-your-key", 300.0, 5, {}),
+        "linkai_tuned": ("https://api.linkai.cloud/v1/audio/transcriptions", "sk-your-key", 600.0, 8,
+                         {"language": "en"}),
+        "linkai_local": ("http://127.0.0.1:8765/v1/audio/transcriptions", "sk-local", 300.0, 5, {}),
+        "linkai_eu": ("https://api.linkai.cloud/v1/audio/transcriptions", "sk-your-key", 600.0, 3,
+                      {"language": "de"}),
+    }  # fmt: skip
+    assert {k[len("AIRFLOW_CONN_") :].lower() for k in env} == set(expected)
+    for conn_id, (endpoint, key, timeout, retries, fields) in expected.items():
+        config = LinkAIHook(conn_id).config
+        assert (config.endpoint, config.api_key, config.timeout, config.max_retries) == (endpoint, key, timeout, retries)
+        assert dict(config.extra_fields) == fields
+    tuned = LinkAIHook("linkai_tuned").config
+    assert tuned.proxy == "http://proxy.internal:3128" and tuned.verify == "/etc/ssl/certs/corporate-ca.pem"
+
+
+def test_connection_test_snippet_against_linkai_server(airflow_home, linkai_server):
+    """The documented `airflow connections test` succeeds against a server with the LinkAI contract,
+    and fails with the reason when the key is wrong."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    script = (SNIPPETS / "test_connection.sh").read_text()
+
+    def run(conn: str) -> str:
+        env = {**os.environ, "PATH": path, "AIRFLOW_CONN_LINKAI_DEFAULT": conn}
+        env.pop("AIRFLOW__CORE__TEST_CONNECTION", None)
+        result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        return result.stdout + result.stderr
+
+    good = run(linkai_server.airflow_conn_json)
+    assert "Connection success" in good, good
+    wrong = json.loads(linkai_server.airflow_conn_json) | {"password": "sk-wrong"}
+    bad = run(json.dumps(wrong))
+    assert "refused the API key" in bad, bad
+    assert shlex.split(script.strip().splitlines()[-1]) == ["airflow", "connections", "test", "linkai_default"]
