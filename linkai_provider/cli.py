@@ -132,7 +132,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    # stdout carries only the JSON summary (importing Airflow points logging at stdout: take it back)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     try:
         summary = run(args)
     except (FileNotFoundError, PermissionError, ValueError) as exc:

@@ -131,8 +131,9 @@ def test_setup_errors_fail_before_any_api_call(
 
 def test_wrong_key_is_batch_fatal_and_stops_within_the_in_flight_window(tmp_path, speech, linkai_conn, conn_env, capfd):
     folder = tmp_path / "in"
+    folder.mkdir()
     for i in range(40):
-        shutil.copy(speech.dir / "clip_06.wav", folder / f"{i:02d}.wav") if folder.exists() else folder.mkdir()
+        shutil.copy(speech.dir / "clip_06.wav", folder / f"{i:02d}.wav")
     conn_env(linkai_default={"conn_type": "linkai", "host": linkai_conn.url, "password": "sk-wrong-key"})
 
     state, _ = run(source=str(folder), destination=str(tmp_path / "out"))

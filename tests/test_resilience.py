@@ -1,0 +1,114 @@
+"""Crash safety and the error policy under load, against linkai-server on loopback.
+
+* A seeded series of SIGKILLs of a running batch, each followed by a re-run: nothing is lost, every
+  input ends with exactly one current ``ok`` transcript, and the server proves how much was paid twice.
+* A 2,000-file soak with 20 % 503, 5 % 429 (Retry-After) and 2 % dropped connections: every file ok,
+  no file transcribed twice by a success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.helpers import digest_text, get_dag, task_states, xcom_return
+
+CURRENT_PER_FILE = """
+    SELECT source_uri, status, text
+    FROM read_parquet('{root}/**/*.parquet', union_by_name = true)
+    QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC) = 1
+"""
+
+
+def make_inputs(folder: Path, count: int) -> dict[str, bytes]:
+    """``count`` small distinct WAV files (the digest engine sniffs content, then hashes it)."""
+    folder.mkdir(parents=True)
+    inputs = {}
+    for i in range(count):
+        path = folder / f"call-{i:05d}.wav"
+        with wave.open(str(path), "wb") as wav:  # 0.1 s of 8 kHz mono, distinct samples per file
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(i.to_bytes(4, "big") * 400)
+        inputs[f"file://{path}"] = path.read_bytes()
+    return inputs
+
+
+def current_per_file(root: Path) -> dict[str, tuple[str, str]]:
+    rows = duckdb.connect().sql(CURRENT_PER_FILE.format(root=root)).fetchall()
+    return {uri: (status, text) for uri, status, text in rows}
+
+
+def cli(source: Path, dest: Path, server, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "LINKAI_API_KEY": server.api_key}
+    cmd = [sys.executable, "-m", "linkai_provider.cli", str(source), str(dest), "--base-url", server.url, "-q",
+           "--no-progress", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_sigkill_at_random_points_then_rerun_loses_nothing(tmp_path, linkai_server_factory):
+    concurrency, checkpoint_rows, files, trials = 4, 5, 120, 10
+    window = 2 * concurrency + checkpoint_rows  # in flight + finished-not-collected + not yet checkpointed
+    server = linkai_server_factory(latency_ms=40, latency_jitter_ms=20, seed=3)
+    rng = random.Random(20261124)
+    knobs = ("--max-concurrency", str(concurrency), "--checkpoint-rows", str(checkpoint_rows), "--max-retries", "2")
+    for trial in range(trials):
+        inputs = make_inputs(tmp_path / f"in-{trial}", files)
+        dest = tmp_path / f"out-{trial}" / "dt=2026-11-24"
+        server.reset_stats()
+        kill_after = rng.randint(5, files - 20)  # successful requests seen before the SIGKILL
+        victim = cli(tmp_path / f"in-{trial}", dest, server, *knobs)
+        while server.stats()["transcriptions_ok"] < kill_after and victim.poll() is None:
+            time.sleep(0.005)
+        assert victim.poll() is None, f"trial {trial}: batch ended before the kill: {victim.communicate()}"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert not list(dest.glob(".*")) or all(p.suffix == ".tmp" for p in dest.glob(".*"))
+
+        rerun = cli(tmp_path / f"in-{trial}", dest, server, *knobs)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err.decode()
+        summary = json.loads(out)
+
+        current = current_per_file(dest.parent)
+        assert current == {uri: ("ok", digest_text(data)) for uri, data in inputs.items()}, f"trial {trial}"
+        paid = server.stats()["transcriptions_ok"]
+        assert files <= paid <= files + window, f"trial {trial}: {paid} successful calls for {files} files"
+        assert summary["skipped_existing"] + summary["transcribed"] == files
+
+
+@pytest.mark.usefixtures("airflow_home")
+def test_soak_with_injected_faults_every_file_ok_none_paid_twice(
+    tmp_path, linkai_server_factory, conn_env, monkeypatch
+):
+    server = linkai_server_factory(fail_503_rate=0.20, rate_limit_rate=0.05, retry_after=1, drop_rate=0.02, seed=11)
+    conn_env(linkai_default=json.loads(server.airflow_conn_json))
+    monkeypatch.setenv("LINKAI_TEST_MAX_CONCURRENCY", "32")
+    monkeypatch.setenv("LINKAI_TEST_MAX_RETRIES", "12")
+    monkeypatch.setenv("LINKAI_TEST_CHECKPOINT_ROWS", "500")
+    inputs = make_inputs(tmp_path / "in", 2000)
+
+    dag_run = get_dag("linkai_test_transcribe").test(
+        run_conf={"source": str(tmp_path / "in"), "destination": str(tmp_path / "out" / "dt=2026-11-24")}
+    )
+
+    assert task_states(dag_run)["transcribe"] == "success"
+    summary = xcom_return(dag_run, "transcribe")
+    assert (summary["transcribed"], summary["failed"], summary["parts_written"]) == (2000, 0, 4)
+    assert current_per_file(tmp_path / "out") == {uri: ("ok", digest_text(d)) for uri, d in inputs.items()}
+    stats = server.stats()
+    assert stats["transcriptions_ok"] == 2000 and stats["duplicate_sha256"] == 0
+    by_status = stats["by_status"]
+    assert int(by_status["503"]) > 300 and int(by_status["429"]) > 50 and stats["dropped"] > 10  # faults did fire
+    assert stats["requests_total"] == sum(by_status.values()) + stats["dropped"] + stats.get("client_disconnected", 0)
