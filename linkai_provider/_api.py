@@ -79,7 +79,7 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             return self.wait_seconds(state.attempt_number, error)
 
-        stop = tenacity.stop_after_attempt(self.max_retries + 1)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
         if cancel is not None:
             stop = stop | tenacity.stop_when_event_set(cancel)
         return tenacity.Retrying(
@@ -87,10 +87,20 @@ class RetryPolicy:
             stop=stop,
             wait=wait,
             # a batch-fatal error elsewhere wakes sleepers at once instead of after the backoff
-            sleep=cancel.wait if cancel is not None else time.sleep,
+            sleep=_interruptible_sleep(cancel),
             before_sleep=on_retry,
             reraise=True,
         )
+
+
+def _interruptible_sleep(cancel: threading.Event | None) -> Callable[[float], None]:
+    if cancel is None:
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        cancel.wait(seconds)
+
+    return sleep
 
 
 def parse_retry_after(value: str | None) -> float | None:

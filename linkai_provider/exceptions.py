@@ -77,7 +77,8 @@ class LinkAIError(AirflowException):
         attempts: int = 0,
     ) -> None:
         self.message = message or self.default_message
-        self.status_code = status_code
+        # AirflowException types status_code as an HTTPStatus for its REST API; here it is the answer's
+        self.status_code = status_code  # type: ignore[assignment]
         self.code = code if code is not None else status_code
         self.data = data
         self.attempts = attempts

@@ -52,7 +52,7 @@ class _Outcome:
 class Progress:
     """Logs done/total, rate and ETA every ``interval`` seconds."""
 
-    def __init__(self, total: int, interval: float, logger: logging.Logger = log) -> None:
+    def __init__(self, total: int, interval: float, logger: Any = log) -> None:
         self.total, self.interval, self.log = total, interval, logger
         self.started = self._last = time.monotonic()
 
@@ -91,7 +91,7 @@ class TranscriptionPipeline:
         extra_fields: Mapping[str, Any] | None = None,
         row_context: Mapping[str, Any] | None = None,
         progress_interval: float = 10.0,
-        logger: logging.Logger = log,
+        logger: Any = log,  # a stdlib logger or the task's structlog logger
         on_progress: Callable[[BatchResult], None] | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -224,14 +224,16 @@ class TranscriptionPipeline:
 
     def _failed(self, row: dict[str, Any], exc: BaseException) -> _Outcome:
         started = row.pop("_started")
-        is_linkai = isinstance(exc, LinkAIError)
-        attempts = exc.attempts if is_linkai else 0
+        if isinstance(exc, LinkAIError):
+            attempts, code, message = exc.attempts, exc.code, exc.message
+        else:
+            attempts, code, message = 0, None, str(exc)
         row.update(
             status=STATUS_FAILED,
             text=None,
             error_type=type(exc).__name__,
-            error_code=exc.code if is_linkai else None,
-            error_message=(exc.message if is_linkai else str(exc)) or type(exc).__name__,
+            error_code=code,
+            error_message=message or type(exc).__name__,
             attempts=attempts,
             latency_ms=int((time.monotonic() - started) * 1000) if attempts else None,
             transcribed_at=utcnow(),

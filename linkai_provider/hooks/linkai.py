@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -282,7 +282,9 @@ class LinkAIHook(BaseHook):
             attempts.first_sent = time.monotonic()
         try:
             response = self.client.post(
-                self.config.endpoint, files={"file": (filename, reader, ctype)}, data=dict(fields)
+                self.config.endpoint,
+                files={"file": (filename, cast(IO[bytes], reader), ctype)},
+                data=dict(fields),
             )
         except httpx.TransportError as exc:
             raise translate_transport_error(exc, self._redact) from exc
