@@ -140,7 +140,7 @@ with DAG(
         from linkai_provider.io.storage import is_local, resolve
 
         fs, root = resolve(TRANSCRIPTS_URL, conn_id or None)
-        files = [fs.unstrip_protocol(path) for path in part_files(fs, root)]
+        files = part_files(fs, root)  # visible parts only: never a half-written or hidden temporary file
         if not files:
             print(f"No transcripts under {TRANSCRIPTS_URL} yet")
             return {"days": 0, "files": 0, "ok": 0, "failed": 0, "words": 0}
@@ -149,8 +149,7 @@ with DAG(
         con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
         if not is_local(fs):
             con.register_filesystem(fs)
-        else:
-            files = [fs._strip_protocol(f) for f in files]
+            files = [fs.unstrip_protocol(path) for path in files]
         con.read_parquet(files, filename=True, hive_partitioning=False).create_view("transcript_rows")
         result = con.sql(SUMMARY_SQL).arrow()  # a Table before DuckDB 1.4, a RecordBatchReader since
         summary = result.read_all() if hasattr(result, "read_all") else result

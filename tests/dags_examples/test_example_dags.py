@@ -446,3 +446,36 @@ def test_nightly_with_whisper_engine_recognises_words(
         heard = set(row["text"].lower().replace(".", " ").replace(",", " ").split())
         assert row["status"] == "ok"
         assert len(spoken & heard) >= len(spoken) // 2, (row["text"], spoken)
+
+
+# -- GCS (gcp-storage-emulator) -------------------------------------------------------------------------
+
+
+def test_nightly_and_analytics_on_gcs_with_fsspec_connection(
+    example_dag, lake_env, linkai_conn, conn_env, gcs_endpoint, gcsfs_factory, speech
+):
+    fs = gcsfs_factory()
+    bucket = "lake-gcs-examples"
+    fs.mkdir(bucket)
+    ds = "2026-11-16"
+    conn_env(gcs_emulator={"conn_type": "generic", "extra": {"endpoint_url": gcs_endpoint, "token": "anon"}})
+    lake_env(f"gs://{bucket}/audio", f"gs://{bucket}/transcripts", conn_id="gcs_emulator")
+    names = sorted(speech.truth)[:4]
+    inputs = {}
+    for name in names:
+        data = (speech.dir / name).read_bytes()
+        fs.pipe_file(f"{bucket}/audio/{ds}/{name}", data)
+        inputs[f"gs://{bucket}/audio/{ds}/{name}"] = data
+
+    run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
+    assert run.state == "success"
+    fs.invalidate_cache()
+    rows = read_rows(fs, f"{bucket}/transcripts/dt={ds}").to_pylist()
+    check_rows(rows, inputs, "linkai_nightly_transcription")
+
+    arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
+    assert arun.state == "success"
+    fs.invalidate_cache()
+    with fs.open(f"{bucket}/transcript_summary/dt={ds}/summary.parquet", "rb") as fh:
+        (got,) = pq.read_table(fh).to_pylist()
+    check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
