@@ -44,8 +44,8 @@ FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "a
 SENTENCES = (
     "the quick brown fox jumps over the lazy dog",
     "please send the quarterly report before friday",
-    "the weather in london is cloudy with light rain",
-    "our meeting starts at ten in the morning",
+    "please call me back when you have a moment",
+    "my phone number has changed since last year",
     "thank you for calling customer support",
 )
 

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,28 @@ class ServerState:
     def __post_init__(self) -> None:
         if self.injector is None:
             self.injector = FaultInjector(self.config.faults)
+        self._credits_spent = 0
+        self._credits_lock = threading.Lock()
+
+    def spend_credit(self) -> bool:
+        """Reserve one recognition against ``--credits``; False once the balance is spent."""
+        limit = self.config.faults.credits
+        if limit is None:
+            return True
+        with self._credits_lock:
+            if self._credits_spent >= limit:
+                return False
+            self._credits_spent += 1
+            return True
+
+    def refund_credit(self) -> None:
+        if self.config.faults.credits is not None:
+            with self._credits_lock:
+                self._credits_spent -= 1
+
+    def reset_credits(self) -> None:
+        with self._credits_lock:
+            self._credits_spent = 0
 
 
 class _Dropped(Exception):
@@ -130,8 +153,14 @@ class TranscriptionEndpoint:
                 await asyncio.sleep(decision.delay_s)
             if decision.fault is not None:
                 await self._inject(scope, answer, decision.fault)
+            elif not state.spend_credit():
+                raise ApiError(406)
             else:
-                text, seconds = await self._recognise(upload)
+                try:
+                    text, seconds = await self._recognise(upload)
+                except BaseException:
+                    state.refund_credit()  # only a recognised file costs a credit
+                    raise
                 await answer.json(200, {"text": text})
                 state.stats.transcribed(upload.sha256, seconds)
         except _Dropped:
@@ -249,6 +278,7 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
 
     async def reset_stats(request: Request) -> Response:
         state.stats.reset()
+        state.reset_credits()
         assert state.injector is not None
         state.injector.reset()  # so a seeded fault sequence can be replayed from the start
         return JSONResponse(state.stats.snapshot())

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of connections reset without any answer")
     flt.add_argument("--envelope-200-rate", type=_rate, default=0.0,
                      help="share of requests answered HTTP 200 with the 503 error envelope")
+    flt.add_argument("--credits", type=int, default=None, metavar="N",
+                     help="the account's balance: after N successful transcriptions every upload gets "
+                     "406 Insufficient account credits (reset with POST /_linkai/stats/reset)")
     flt.add_argument("--allow-fault-header", action="store_true",
                      help="honour X-LinkAI-Fault / X-LinkAI-Fault-Delay-Ms / X-LinkAI-Fault-Retry-After "
                      "request headers (tests)")
@@ -137,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         drop_rate=args.drop_rate,
         envelope_200_rate=args.envelope_200_rate,
         allow_fault_header=args.allow_fault_header,
+        credits=args.credits,
     )
 
 

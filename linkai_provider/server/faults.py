@@ -60,6 +60,7 @@ class FaultConfig:
     envelope_200_rate: float = 0.0
     seed: int | None = None
     allow_fault_header: bool = False
+    credits: int | None = None  # successful transcriptions the account can pay for; then 406
 
     def __post_init__(self) -> None:
         rates = {
@@ -75,6 +76,8 @@ class FaultConfig:
             raise ValueError("drop, 503, rate-limit and envelope-200 rates must not sum to more than 1")
         if self.latency_ms < 0 or self.latency_jitter_ms < 0:
             raise ValueError("latency must not be negative")
+        if self.credits is not None and self.credits < 0:
+            raise ValueError("credits must not be negative")
         if self.retry_after < 0:
             raise ValueError("retry_after must not be negative")
 

@@ -208,3 +208,34 @@ def test_api_key_never_leaks(tmp_path, speech, conn_env, capfd, airflow_home):
     for log_file in Path(airflow_home, "logs").rglob("*"):
         if log_file.is_file():
             assert key not in log_file.read_text(errors="replace"), log_file
+
+
+def test_credits_running_out_mid_batch_keeps_finished_rows_and_resumes(
+    tmp_path, speech, linkai_server_factory, conn_env, capfd
+):
+    """406 after 12 paid transcriptions: sending stops within the in-flight window, the 12 ok rows are
+    kept, and once credits are topped up the next run sends exactly the files not yet done."""
+    server = linkai_server_factory(credits=12, latency_ms=20)
+    conn_env(linkai_default=json.loads(server.airflow_conn_json))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    wav = (speech.dir / "clip_06.wav").read_bytes()
+    for i in range(20):
+        (folder / f"{i:02d}.wav").write_bytes(wav + i.to_bytes(2, "big"))  # distinct files
+    dest = tmp_path / "out"
+
+    state, _ = run(source=str(folder), destination=str(dest))
+
+    assert state == "failed"
+    out, err = capfd.readouterr()
+    assert "Insufficient account credits" in out + err
+    rows = rows_by_name(dest)
+    ok = [name for name, found in rows.items() if found[-1]["status"] == "ok"]
+    refused = [name for name, found in rows.items() if found[-1]["error_type"] == "InsufficientCreditsError"]
+    assert len(ok) == 12 and 1 <= len(refused) <= 4  # max_concurrency=4 in flight when the 406 came
+    assert server.stats()["requests_total"] <= 12 + 4
+
+    server.reset_stats()  # tops the balance up again
+    state, summary = run(source=str(folder), destination=str(dest))
+    assert state == "success" and summary["skipped_existing"] == 12
+    assert server.stats()["transcriptions_ok"] == 8 == server.stats()["requests_total"]
