@@ -1,0 +1,71 @@
+"""Registration with Airflow: the entry point, the connection type and its form, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import linkai_provider
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def airflow(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [AIRFLOW, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120, check=False
+    )
+
+
+def test_provider_info_describes_hook_operator_and_connection_form():
+    info = linkai_provider.get_provider_info()
+    assert info["package-name"] == "airflow-provider-linkai"
+    assert info["versions"] == [linkai_provider.__version__]
+    assert info["connection-types"] == [
+        {"hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook", "connection-type": "linkai"}
+    ]
+    assert info["operators"][0]["python-modules"] == ["linkai_provider.operators.transcribe"]
+    behaviour = info["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
+    assert behaviour["relabeling"]["password"] == "API Key"
+    assert behaviour["placeholders"]["host"] == "https://api.linkai.cloud"
+    assert set(info["conn-fields"]) == {"timeout", "max_retries", "proxy", "verify", "extra_fields"}
+
+
+def test_providers_manager_finds_the_hook_and_form():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-linkai" in manager.providers
+    hook = manager.hooks["linkai"]
+    assert hook is not None and hook.hook_class_name == "linkai_provider.hooks.linkai.LinkAIHook"
+    assert hook.connection_id_attribute_name == "linkai_conn_id"
+
+
+@pytest.mark.usefixtures("airflow_home")
+def test_cli_lists_provider_adds_and_tests_a_connection(linkai_server):
+    listed = airflow("providers", "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert "airflow-provider-linkai" in [p["package_name"] for p in json.loads(listed.stdout)]
+
+    added = airflow(
+        "connections", "add", "linkai_cli_test", "--conn-type", "linkai",
+        "--conn-host", linkai_server.url, "--conn-password", linkai_server.api_key,
+        "--conn-extra", json.dumps({"timeout": 30, "extra_fields": {"language": "en"}}),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    tested = airflow("connections", "test", "linkai_cli_test", AIRFLOW__CORE__TEST_CONNECTION="Enabled")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "Connection success!" in tested.stdout
+    assert linkai_server.api_key not in tested.stdout + tested.stderr
+
+    wrong = json.dumps({"conn_type": "linkai", "host": linkai_server.url, "password": "sk-wrong"})
+    tested = airflow(
+        "connections", "test", "linkai_wrong", AIRFLOW__CORE__TEST_CONNECTION="Enabled", AIRFLOW_CONN_LINKAI_WRONG=wrong
+    )
+    assert "refused the API key" in tested.stdout + tested.stderr
