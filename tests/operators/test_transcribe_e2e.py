@@ -188,3 +188,22 @@ def test_glob_and_list_sources(tmp_path, speech, linkai_conn):
     )
     assert state == "success"
     assert (summary["files_found"], summary["transcribed"]) == (2, 2)  # duplicates across sources collapse
+
+
+def test_incremental_scope_covers_every_partition(tmp_path, speech, linkai_conn):
+    """Default scope is this run's partition; pointing it at the dataset root skips files done on
+    any earlier day (a late re-delivery of yesterday's files costs nothing)."""
+    audio = tmp_path / "in"
+    shutil.copytree(speech.dir, audio)
+    root = tmp_path / "lake"
+    assert run_transcribe(source=str(audio), destination=f"{root}/dt=2026-11-19")[1] == "success"
+
+    linkai_conn.reset_stats()
+    _, state, summary = run_transcribe(
+        source=str(audio), destination=f"{root}/dt=2026-11-20", incremental_scope=str(root)
+    )
+    assert (state, summary["skipped_existing"], summary["transcribed"]) == ("success", len(FORMATS), 0)
+    assert linkai_conn.stats()["requests_total"] == 0
+
+    _, state, summary = run_transcribe(source=str(audio), destination=f"{root}/dt=2026-11-21")
+    assert summary["transcribed"] == len(FORMATS)  # default scope: only dt=2026-11-21 is checked
