@@ -112,3 +112,31 @@ def test_soak_with_injected_faults_every_file_ok_none_paid_twice(
     by_status = stats["by_status"]
     assert int(by_status["503"]) > 300 and int(by_status["429"]) > 50 and stats["dropped"] > 10  # faults did fire
     assert stats["requests_total"] == sum(by_status.values()) + stats["dropped"] + stats.get("client_disconnected", 0)
+
+
+@pytest.mark.usefixtures("airflow_home")
+def test_sigterm_stops_sending_writes_finished_rows_and_fails_the_task(tmp_path, linkai_server_factory):
+    """What Airflow does on a task timeout or "mark failed": SIGTERM, then on_kill()."""
+    server = linkai_server_factory(latency_ms=100)
+    inputs = make_inputs(tmp_path / "in", 80)
+    dest = tmp_path / "out"
+    conf = json.dumps({"source": str(tmp_path / "in"), "destination": str(dest)})
+    env = {**os.environ, "AIRFLOW_CONN_LINKAI_DEFAULT": server.airflow_conn_json}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    task = subprocess.Popen(
+        [airflow, "dags", "test", "linkai_test_transcribe", "-c", conf],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    while server.stats()["transcriptions_ok"] < 10 and task.poll() is None:
+        time.sleep(0.01)
+    task.send_signal(signal.SIGTERM)
+    output = task.communicate(timeout=120)[0].decode(errors="replace")
+
+    assert "Stopped by SIGTERM" in output
+    stats = server.stats()
+    assert stats["transcriptions_ok"] < len(inputs) - 20  # stopped well before the end
+    rows = current_per_file(dest)
+    assert len(rows) == stats["transcriptions_ok"]  # every answer that came back is written
+    assert all(status == "ok" and text == digest_text(inputs[uri]) for uri, (status, text) in rows.items())

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowException
 from airflow.sdk import Asset, BaseOperator
 
 from linkai_provider.dataset import TranscriptWriter
@@ -166,7 +167,7 @@ class TranscribeAudioOperator(BaseOperator):
             plan.already_done,
             len(listing.unsupported),
         )
-        pipeline = TranscriptionPipeline(
+        self._pipeline = pipeline = TranscriptionPipeline(
             self.hook,
             writer,
             max_concurrency=self.max_concurrency,
@@ -184,6 +185,14 @@ class TranscribeAudioOperator(BaseOperator):
         self.log.info("Summary: %s", summary)
         self._raise_for(result, listing)
         return summary
+
+    def on_kill(self) -> None:
+        """SIGTERM (task timeout, "mark failed"): send nothing more; execute() then writes every
+        finished row before the task ends."""
+        self._killed = True
+        pipeline = getattr(self, "_pipeline", None)
+        if pipeline is not None:
+            pipeline.cancel.set()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the source folders or files as given; output: the transcript dataset folder."""
@@ -228,6 +237,10 @@ class TranscribeAudioOperator(BaseOperator):
     def _raise_for(self, result: BatchResult, listing: Listing) -> None:
         if result.fatal is not None:
             raise result.fatal
+        if getattr(self, "_killed", False):
+            raise AirflowException(
+                f"Stopped by SIGTERM: {result.not_sent} file(s) not sent; the {result.done} finished are written"
+            )
         if self.fail_on_empty_source and not listing.files:
             raise FileNotFoundError(f"source {self.source!r} holds no audio file of the ten formats")
         if result.failed and self.fail_on_partial_error:
