@@ -177,6 +177,8 @@ class TranscribeAudioOperator(BaseOperator):
             progress_interval=self.progress_interval,
             logger=self.log,
         )
+        if getattr(self, "_killed", False):  # SIGTERM came while listing: send nothing
+            pipeline.cancel.set()
         try:
             result = pipeline.run(plan.todo, total=len(plan.todo))
         finally:
