@@ -1,8 +1,8 @@
 """The current transcript of every file, with DuckDB, from local disk, S3 or GCS.
 
-    python query_duckdb.py /data/transcripts
-    python query_duckdb.py s3://my-bucket/transcripts     # AWS_* settings, AWS_ENDPOINT_URL for MinIO
-    python query_duckdb.py gs://my-bucket/transcripts     # Google default credentials
+python query_duckdb.py /data/transcripts
+python query_duckdb.py s3://my-bucket/transcripts     # AWS_* settings, AWS_ENDPOINT_URL for MinIO
+python query_duckdb.py gs://my-bucket/transcripts     # Google default credentials
 """
 
 import sys
@@ -22,6 +22,8 @@ CURRENT = """
 
 def current_transcripts(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple]:
     return con.execute(CURRENT, {"glob": dataset.rstrip("/") + "/**/*.parquet"}).fetchall()
+
+
 # --8<-- [end:current]
 
 
@@ -34,6 +36,8 @@ def connect(dataset: str) -> duckdb.DuckDBPyConnection:
     if sep and protocol not in ("file", "local"):
         con.register_filesystem(fsspec.filesystem(protocol))
     return con
+
+
 # --8<-- [end:object-store]
 
 

@@ -1,7 +1,7 @@
 """The current transcript of every file, with Polars (lazy: only the needed columns are read).
 
-    python query_polars.py /data/transcripts
-    python query_polars.py s3://my-bucket/transcripts     # AWS_* settings, AWS_ENDPOINT_URL for MinIO
+python query_polars.py /data/transcripts
+python query_polars.py s3://my-bucket/transcripts     # AWS_* settings, AWS_ENDPOINT_URL for MinIO
 """
 
 import sys
@@ -20,6 +20,8 @@ def current_transcripts(dataset: str, storage_options: dict | None = None) -> pl
         .sort("source_uri")
         .collect()
     )
+
+
 # --8<-- [end:current]
 
 

@@ -1,6 +1,6 @@
 """The current transcript of every file, with PySpark (Spark SQL has no QUALIFY: a subquery instead).
 
-    spark-submit query_spark.py s3a://my-bucket/transcripts
+spark-submit query_spark.py s3a://my-bucket/transcripts
 """
 
 import sys
@@ -21,6 +21,8 @@ def current_transcripts(spark, dataset: str):
     # Spark discovers the dt=YYYY-MM-DD partitions and skips files whose names start with . or _
     spark.read.parquet(dataset).createOrReplaceTempView("transcripts")
     return spark.sql(CURRENT)
+
+
 # --8<-- [end:current]
 
 

@@ -258,10 +258,16 @@ def conn_ids_in_code() -> set[str]:
     ids = {LinkAIHook.default_conn_name}
     for path in REPO.glob("dags/*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.keyword) and node.arg and node.arg.endswith("conn_id"):
-                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                    if node.value.value and "{{" not in node.value.value:
-                        ids.add(node.value.value)
+            if (
+                isinstance(node, ast.keyword)
+                and node.arg
+                and node.arg.endswith("conn_id")
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and node.value.value
+                and "{{" not in node.value.value
+            ):
+                ids.add(node.value.value)
     return ids
 
 

@@ -39,6 +39,12 @@ COVERED = {
     "minimal_dag.py": "test_minimal_dag_*",
     "connection_env.sh": "test_connection_env_examples_configure_the_hook",
     "test_connection.sh": "test_connection_test_snippet_against_linkai_server",
+    "connection_cli.sh": "test_connection_cli_snippet_stores_a_usable_connection",
+    "hook_transcribe.py": "test_hook_snippet_*",
+    "transcribe_cli.sh": "test_transcribe_cli_snippet",
+    "compose.sh": "test_compose_commands_name_real_services_dags_and_settings",
+    "quickstart.sh": "test_quickstart_commands_are_the_ones_ci_runs",
+    "install.sh": "test_install_commands_match_the_package_and_dockerfile",
 }
 
 
@@ -143,7 +149,9 @@ def test_duckdb_cli_sql(transcripts, monkeypatch):
 def test_pandas_and_polars_local(transcripts, library):
     frame = load(f"query_{library}.py")["current_transcripts"](str(transcripts.root))
     rows = frame.to_dict("records") if library == "pandas" else frame.to_dicts()
-    got = {r["source_uri"]: (r["status"], None if r["text"] is None or r["text"] != r["text"] else r["text"]) for r in rows}
+    # pandas shows a missing text as <NA>; `x != x` catches NaN-like missing values of any kind
+    missing = [r["text"] is None or r["text"] != r["text"] for r in rows]
+    got = {r["source_uri"]: (r["status"], None if gone else r["text"]) for r, gone in zip(rows, missing, strict=True)}
     assert got == CURRENT
     assert set(SCHEMA.names) | {"dt"} == set(rows[0])
     assert len(rows) == len(CURRENT)
@@ -310,7 +318,8 @@ def test_connection_env_examples_configure_the_hook(monkeypatch):
     assert {k[len("AIRFLOW_CONN_") :].lower() for k in env} == set(expected)
     for conn_id, (endpoint, key, timeout, retries, fields) in expected.items():
         config = LinkAIHook(conn_id).config
-        assert (config.endpoint, config.api_key, config.timeout, config.max_retries) == (endpoint, key, timeout, retries)
+        got = (config.endpoint, config.api_key, config.timeout, config.max_retries)
+        assert got == (endpoint, key, timeout, retries), conn_id
         assert dict(config.extra_fields) == fields
     tuned = LinkAIHook("linkai_tuned").config
     assert tuned.proxy == "http://proxy.internal:3128" and tuned.verify == "/etc/ssl/certs/corporate-ca.pem"
@@ -334,3 +343,169 @@ def test_connection_test_snippet_against_linkai_server(airflow_home, linkai_serv
     bad = run(json.dumps(wrong))
     assert "refused the API key" in bad, bad
     assert shlex.split(script.strip().splitlines()[-1]) == ["airflow", "connections", "test", "linkai_default"]
+
+
+def test_connection_cli_snippet_stores_a_usable_connection(airflow_home, monkeypatch):
+    """The snippet stores the connection in the metadata DB; read back, the hook makes of it what the page says."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    from linkai_provider.hooks.linkai import LinkAIHook
+
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    # stored unencrypted, so this process can read it whatever Fernet key the CLI's config has
+    env = {**os.environ, "PATH": path, "LINKAI_API_KEY": "sk-from-the-shell", "AIRFLOW__CORE__FERNET_KEY": ""}
+    env.pop("AIRFLOW_CONN_LINKAI_DEFAULT", None)
+    script = (SNIPPETS / "connection_cli.sh").read_text()
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    with create_session() as session:  # read it back and leave the shared session DB as it was
+        stored = session.query(Connection).filter_by(conn_id="linkai_default").one_or_none()
+        conn = stored and {"conn_type": stored.conn_type, "host": stored.host, "password": stored.password,
+                           "extra": stored.extra_dejson}  # fmt: skip
+        if stored is not None:
+            session.delete(stored)
+    assert result.returncode == 0 and conn, result.stdout + result.stderr
+    monkeypatch.setenv("AIRFLOW_CONN_LINKAI_DEFAULT", json.dumps(conn))
+    config = LinkAIHook("linkai_default").config
+    assert config.endpoint == "https://api.linkai.cloud/v1/audio/transcriptions"
+    assert config.api_key == "sk-from-the-shell"
+    assert (config.timeout, dict(config.extra_fields)) == (600.0, {"language": "en"})
+
+
+def test_hook_snippet_transcribes_and_reports_a_bad_file(linkai_server, conn_env, speech, tmp_path, capsys):
+    from tests.helpers import digest_text
+
+    conn_env(linkai_default=json.loads(linkai_server.airflow_conn_json))
+    transcribe_one = load("hook_transcribe.py")["transcribe_one"]
+    clip = speech.dir / "clip_06.wav"
+    answer = transcribe_one(str(clip))
+    assert answer is not None and answer.text == digest_text(clip.read_bytes()) and answer.attempts == 1
+    bad = tmp_path / "not-audio.wav"
+    bad.write_bytes(b"this is not a wav file at all" * 10)
+    assert transcribe_one(str(bad)) is None
+    assert "InvalidRequestError (code 400)" in capsys.readouterr().out
+
+
+def test_hook_snippet_lets_a_fatal_error_through(linkai_server, conn_env, speech):
+    from linkai_provider.exceptions import AuthenticationError
+
+    conn_env(linkai_default=json.loads(linkai_server.airflow_conn_json) | {"password": "sk-wrong"})
+    with pytest.raises(AuthenticationError):
+        load("hook_transcribe.py")["transcribe_one"](str(speech.dir / "clip_06.wav"))
+
+
+def test_transcribe_cli_snippet(linkai_server, speech, tmp_path):
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {
+        **os.environ,
+        "PATH": path,
+        "AUDIO_URL": str(speech.dir),
+        "TRANSCRIPTS_URL": str(tmp_path / "transcripts"),
+        "LINKAI_BASE_URL": linkai_server.url,
+        "LINKAI_API_KEY": linkai_server.api_key,
+    }
+    script = (SNIPPETS / "transcribe_cli.sh").read_text()
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["transcribed"] == len(list(speech.dir.iterdir())) and summary["failed"] == 0
+    assert summary["destination"] == f"file://{tmp_path}/transcripts/dt=2026-11-20"
+    snippet = load("query_duckdb.py")
+    rows = snippet["current_transcripts"](duckdb.connect(), str(tmp_path / "transcripts"))
+    assert {r[1] for r in rows} == {"ok"} and len(rows) == summary["transcribed"]
+
+
+def shell_commands(text: str) -> list[list[str]]:
+    """Each command of a shell snippet as words (continuations joined, comments dropped)."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            out.append(shlex.split(line))
+    return out
+
+
+def test_compose_commands_name_real_services_dags_and_settings():
+    from tests.deploy import compose
+
+    stack = compose.load({})
+    services = stack["services"]
+    dag_params = {}
+    for dag_file in (REPO / "dags").glob("*.py"):
+        text = dag_file.read_text()
+        dag_id = re.search(r'dag_id="([^"]+)"', text).group(1)
+        dag_params[dag_id] = set(re.findall(r'"(\w+)": Param\(', text))
+    commands = shell_commands((SNIPPETS / "compose.sh").read_text())
+    seen_services = set()
+    for words in commands:
+        if words[:2] != ["docker", "compose"]:
+            continue
+        verb = words[2]
+        assert verb in {"up", "ps", "exec", "run", "down"}, words
+        if verb in ("exec", "run"):
+            args = [w for w in words[3:] if not w.startswith("--")]
+            service = args[0]
+            assert service in services, words
+            seen_services.add(service)
+            if verb == "run":
+                assert services[service].get("profiles"), f"{service} is started by up; use exec"
+            rest = args[1:]
+            if rest[:3] == ["airflow", "dags", "trigger"]:
+                dag_id = rest[3]
+                assert dag_id in dag_params, words
+                if "--conf" in words:
+                    conf = json.loads(words[words.index("--conf") + 1].replace("$(date -u +%F)", "2026-11-24"))
+                    assert set(conf) <= dag_params[dag_id], (dag_id, conf)
+                    worker_env = compose.environment(services["airflow-worker"])
+                    if "source_conn_id" in conf:
+                        assert f"AIRFLOW_CONN_{conf['source_conn_id'].upper()}" in worker_env
+                assert "--logical-date" in words, "without a logical date {{ ds }} is undefined"
+            if "connections" in rest and "test" in rest:
+                assert f"AIRFLOW_CONN_{rest[-1].upper()}" in compose.environment(services[service])
+        if "--scale" in words:
+            name, count = words[words.index("--scale") + 1].split("=")
+            assert name == "airflow-worker" and int(count) > 1
+    assert {"airflow-scheduler", "airflow-cli"} <= seen_services
+
+    # the host-side query points at what the stack publishes and where the DAGs write
+    exports = dict(w.split("=", 1) for words in commands if words[0] == "export" for w in words[1:])
+    minio = compose.environment(services["minio"])
+    minio_port = next(p.split(":")[1] for p in services["minio"]["ports"] if p.endswith(":9000"))
+    assert exports["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{minio_port}"
+    assert (exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"],
+        minio["MINIO_ROOT_PASSWORD"],
+    )
+    query = next(words for words in commands if words[0] == "python")
+    assert query[1] == "docs/snippets/query_duckdb.py" and (REPO / query[1]).exists()
+    assert query[2] == compose.environment(services["airflow-worker"])["LINKAI_TRANSCRIPTS_URL"]
+
+
+def test_quickstart_commands_are_the_ones_ci_runs():
+    commands = shell_commands((SNIPPETS / "quickstart.sh").read_text())
+    assert commands == [["bash", "scripts/demo.sh"], ["bash", "scripts/test.sh"]]
+    ci = (REPO / ".ci" / "run").read_text()
+    for _, script in commands:
+        assert (REPO / script).exists(), script
+        assert script in ci, f".ci/run no longer runs {script}"
+
+
+def test_install_commands_match_the_package_and_dockerfile():
+    import importlib.metadata
+
+    from tests.deploy import compose
+
+    extras = set(importlib.metadata.metadata("airflow-provider-linkai").get_all("Provides-Extra"))
+    args, stages, _ = compose.dockerfile_stages()
+    for words in shell_commands((SNIPPETS / "install.sh").read_text()):
+        if words[:2] == ["pip", "install"]:
+            for requirement in words[2:]:
+                name, _, rest = requirement.partition("[")
+                if rest:
+                    assert name == "airflow-provider-linkai" and set(rest.rstrip("]").split(",")) <= extras
+                else:
+                    assert requirement == f"apache-airflow=={args['AIRFLOW_VERSION']}"
+        else:
+            assert words[:4] == ["docker", "build", "--target", "airflow"]
+            assert "airflow" in {name for _, name in stages}
