@@ -1,7 +1,7 @@
 # --8<-- [start:up]
-cp .env.example .env              # optional: every setting has a default
-docker compose up -d --build      # first build: a few minutes (Airflow image + offline recognizer)
-docker compose ps                 # long-running services "healthy"; airflow-init, minio-init, linkai-samples "Exited (0)"
+cp .env.example .env          # optional: every setting has a default
+docker compose up -d --build  # the first build takes a few minutes
+docker compose ps             # "healthy"; airflow-init, minio-init, linkai-samples "Exited (0)"
 # --8<-- [end:up]
 
 # --8<-- [start:trigger]
