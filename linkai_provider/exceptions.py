@@ -20,11 +20,11 @@ The three branches are the operator's error policy::
     │   ├── MalformedResponseError    answer is not JSON, or JSON without ``text``
     │   └── UnreadableFileError       local: file missing, unreadable, unsupported, over the size limit
     ├── LinkAIFatalError              batch-fatal: stop sending, keep finished rows, fail the task
-        ├── AuthenticationError       401 wrong API key
-        ├── AgentNotFoundError        402 agent / app_code does not exist
-        ├── PermissionDeniedError     403 no access permission
-        ├── InsufficientCreditsError  406 insufficient account credits
-        ├── PlanNotSupportedError     408 API needs the Pro plan or above
+    │   ├── AuthenticationError       401 wrong API key
+    │   ├── AgentNotFoundError        402 agent / app_code does not exist
+    │   ├── PermissionDeniedError     403 no access permission
+    │   ├── InsufficientCreditsError  406 insufficient account credits
+    │   ├── PlanNotSupportedError     408 API needs the Pro plan or above
     │   └── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
     └── PartialBatchError             raised by the operator after the batch: some files failed
 """

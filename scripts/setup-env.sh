@@ -8,11 +8,15 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-if ! command -v espeak-ng >/dev/null; then
-    echo "setup: installing espeak-ng (test speech)"
+# espeak-ng speaks the test audio; curl runs the API text's curl example against linkai-server.
+missing=""
+command -v espeak-ng >/dev/null || missing="$missing espeak-ng"
+command -v curl >/dev/null || missing="$missing curl"
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -40,8 +40,7 @@ def test_help_documents_every_flag() -> None:
 
 
 def test_console_script_is_installed() -> None:
-    if not CONSOLE_SCRIPT.exists():
-        pytest.skip("package not installed into this environment (no console scripts)")
+    assert CONSOLE_SCRIPT.exists(), "install the package (pip install -e .[dev]): no linkai-server script"
     result = subprocess.run([str(CONSOLE_SCRIPT), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("linkai-server ")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -70,7 +69,6 @@ def test_python_example_error_branch(linkai_server, tmp_path) -> None:
     assert out.startswith("Request error, status code=400, error message=Invalid request format")
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_curl_example_with_digest(linkai_server, clip) -> None:
     path = clip("the curl example", "mp3", name="audio-curl.mp3")
     result = subprocess.run([_fill(arg, linkai_server, path) for arg in CURL_EXAMPLE],
@@ -83,7 +81,6 @@ def test_curl_example_with_digest(linkai_server, clip) -> None:
 def test_both_examples_with_real_recognition(whisper_server, clip) -> None:
     path = clip("Hello, I need some help with my account.", "mp3", name="audio-whisper.mp3")
     assert run_python_example(whisper_server, path) == "text=Hello, I need some help with my account."
-    if shutil.which("curl"):
-        result = subprocess.run([_fill(arg, whisper_server, path) for arg in CURL_EXAMPLE],
-                                capture_output=True, text=True, timeout=120, check=True)
-        assert json.loads(result.stdout) == {"text": "Hello, I need some help with my account."}
+    result = subprocess.run([_fill(arg, whisper_server, path) for arg in CURL_EXAMPLE],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(result.stdout) == {"text": "Hello, I need some help with my account."}

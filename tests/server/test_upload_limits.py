@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import select
-import shutil
 import socket
 import subprocess
 import threading
@@ -103,7 +102,6 @@ def test_content_length_over_the_limit_is_refused_before_any_body(small_limit_se
     assert b"upload limit is 1048576 bytes" in answer
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_curl_with_expect_100_continue_gets_413_without_uploading(small_limit_server, tmp_path) -> None:
     big = tmp_path / "big.wav"
     big.write_bytes(WAV_HEAD + b"\x00" * (20 * MiB))
