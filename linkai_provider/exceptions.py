@@ -1,6 +1,6 @@
 """The LinkAI error tree.
 
-Every error the provider raises derives from :class:`LinkAIError` (an ``AirflowException``) and
+Every error the provider raises derives from ``LinkAIError`` (an ``AirflowException``) and
 carries ``status_code`` (HTTP status, ``None`` when no answer came), ``code`` (the API envelope's
 ``code``, or the status) and ``message`` (the API's message or a local reason) as attributes.
 The three branches are the operator's error policy::
