@@ -232,3 +232,23 @@ def test_multipart_carries_filename_content_type_and_extra_fields(conn_env):
     assert b"Content-Type: audio/flac" in body and b"fLaC-bytes" in body
     assert b'name="model"\r\n\r\nwhisper-1' in body and b'name="language"\r\n\r\nde' in body
     assert hook.config.endpoint == "https://gw.example.com/v1/audio/transcriptions"
+
+
+def test_tls_verification_on_by_default_and_only_the_connection_changes_it(conn_env):
+    conn_env(linkai_default={"conn_type": "linkai", "host": "api.linkai.cloud", "password": "sk-x"})
+    assert LinkAIHook().config.verify is True and LinkAIHook().config.proxy is None
+    conn_env(
+        linkai_default={
+            "conn_type": "linkai",
+            "host": "https://gw.internal",
+            "password": "sk-x",
+            "extra": {"verify": "false", "proxy": "http://127.0.0.1:3128"},
+        }
+    )
+    config = LinkAIHook().config
+    assert (config.verify, config.proxy) == (False, "http://127.0.0.1:3128")
+    from inspect import signature
+
+    from linkai_provider.operators.transcribe import TranscribeAudioOperator
+
+    assert not {"verify", "proxy"} & set(signature(TranscribeAudioOperator.__init__).parameters)
