@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,19 @@ class Progress:
         )
 
 
+def _drain(finished: queue.SimpleQueue[Future[_Outcome]], timeout: float) -> list[Future[_Outcome]]:
+    """Every future finished so far; waits up to ``timeout`` for the first one."""
+    try:
+        done = [finished.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done
+
+
 class TranscriptionPipeline:
     """Sends ``files`` through ``hook`` with at most ``max_concurrency`` in flight, rows to ``writer``.
 
@@ -106,6 +120,7 @@ class TranscriptionPipeline:
         self.log = logger
         self.on_progress = on_progress
         self.cancel = threading.Event()
+        self._slots = threading.BoundedSemaphore(max_concurrency)  # requests in flight
 
     def run(self, files: Iterable[AudioFile], total: int) -> BatchResult:
         result = BatchResult(total=total)
@@ -113,18 +128,27 @@ class TranscriptionPipeline:
         todo = iter(files)
         window = self.max_concurrency * 2  # a little queued work keeps every worker busy
         pending: set[Future[_Outcome]] = set()
-        pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="linkai-upload")
+        # Finished futures arrive on a queue (O(1) per file); ``wait(pending, FIRST_COMPLETED)``
+        # re-armed a waiter on every pending future each time and held the GIL the workers need.
+        finished: queue.SimpleQueue[Future[_Outcome]] = queue.SimpleQueue()
+        # Twice as many workers as requests in flight: while ``max_concurrency`` files are being sent,
+        # as many more are opened and read ahead (object stores: one GET each), so a freed slot is
+        # taken at once. ``self._slots`` keeps the requests in flight at ``max_concurrency``.
+        pool = ThreadPoolExecutor(window, thread_name_prefix="linkai-upload")
         try:
             while True:
                 while not self.cancel.is_set() and len(pending) < window:
                     item = next(todo, None)
                     if item is None:
                         break
-                    pending.add(pool.submit(self._process, item))
+                    future = pool.submit(self._process, item)
+                    pending.add(future)
+                    future.add_done_callback(finished.put)
                 if not pending:
                     break
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                done = _drain(finished, timeout=1.0)
                 for future in done:
+                    pending.discard(future)
                     self._collect(future.result(), result)
                 if done and self.on_progress is not None:
                     self.on_progress(result)
@@ -177,13 +201,21 @@ class TranscriptionPipeline:
             fh = file.fs.open(file.path, "rb", block_size=READ_BLOCK_SIZE)
         except Exception as exc:
             return self._failed(row, UnreadableFileError(f"cannot open {file.uri}: {exc}"))
+        slot = False
         try:
+            # Opened and probed (its first block read) while other files are in flight; only the
+            # request itself needs one of the ``max_concurrency`` slots.
             row["audio_duration_s"] = probe_duration(fh, file.audio_format)
+            self._slots.acquire()
+            slot = True
+            if self.cancel.is_set():
+                return _Outcome(None)  # never sent: the next run picks it up
+            row["_started"] = time.monotonic()
             answer = self.hook.transcribe(
                 fh, filename=posixpath.basename(file.path), extra_fields=self.extra_fields, cancel=self.cancel
             )
         except LinkAIFatalError as exc:
-            self.cancel.set()  # at once, from this worker: it must not pick up the next queued file
+            self.cancel.set()  # at once, before the slot is freed: no waiting file may be sent
             return _Outcome(self._failed(row, exc).row, fatal=exc)
         except LinkAIError as exc:
             return self._failed(row, exc)
@@ -191,6 +223,8 @@ class TranscriptionPipeline:
             self.log.exception("Unexpected error on %s", file.uri)
             return self._failed(row, exc)
         finally:
+            if slot:
+                self._slots.release()
             fh.close()
         row.pop("_started", None)
         row.update(
