@@ -1,0 +1,170 @@
+"""The task under test, in a process of its own so that its resident memory is the task's.
+
+Wires exactly what ``TranscribeAudioOperator.execute`` (and ``linkai-transcribe``) wires: LinkAIHook
+with ``max_connections = max_concurrency``, ``list_audio``, ``TranscriptWriter`` with the operator's
+checkpoint defaults, ``plan_batch`` (incremental), ``TranscriptionPipeline``. Airflow's scheduler
+and the DAG machinery are left out: they cost the same whatever the provider does.
+
+Usage: ``python -m bench.client '<json spec>'``; prints one JSON line with the timings.
+The API key comes from ``$AIRFLOW_CONN_LINKAI_BENCH``; storage credentials from
+``$AIRFLOW_CONN_<source_conn_id>`` (a ``generic`` connection whose extra holds fsspec options).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class SchedSampler(threading.Thread):
+    """Per-thread scheduler counters (/proc/self/task/*/schedstat): time on a CPU and time runnable
+    but waiting for one. The second says how much of the wall time a busy machine took away."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.first: dict[str, tuple[int, int]] = {}
+        self.last: dict[str, tuple[int, int]] = {}
+
+    def sample(self) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as fh:
+                    run, wait, _ = map(int, fh.read().split())
+            except (OSError, ValueError):
+                continue
+            self.first.setdefault(tid, (run, wait))
+            self.last[tid] = (run, wait)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.sample()
+
+    def totals(self) -> tuple[float, float]:
+        self.sample()
+        run = sum(v[0] - self.first[t][0] for t, v in self.last.items()) / 1e9
+        wait = sum(v[1] - self.first[t][1] for t, v in self.last.items()) / 1e9
+        return run, wait
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    t_start = time.perf_counter()
+
+    import httpcore
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from linkai_provider.dataset import TranscriptWriter, part_files
+    from linkai_provider.hooks.linkai import LinkAIHook
+    from linkai_provider.io.sources import list_audio
+    from linkai_provider.io.storage import resolve
+    from linkai_provider.operators.transcribe import DEFAULT_MAX_FILE_SIZE_BYTES
+    from linkai_provider.pipeline import TranscriptionPipeline
+    from linkai_provider.planning import plan_batch, summarize
+
+    logging.getLogger().setLevel(logging.WARNING)  # importing Airflow resets logging
+    # Instrumentation only: count TCP connections the pool opens (keep-alive check).
+    opened = [0]
+    original = httpcore.ConnectionPool.create_connection
+
+    def counting(self, origin):  # type: ignore[no-untyped-def]
+        opened[0] += 1
+        return original(self, origin)
+
+    httpcore.ConnectionPool.create_connection = counting  # type: ignore[method-assign]
+
+    k = int(spec["max_concurrency"])
+    t_imported = time.perf_counter()
+    baseline_kb = _status_kb("VmRSS")
+    # -- the task --------------------------------------------------------------------------------
+    sched = SchedSampler()
+    sched.sample()
+    sched.start()
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    hook = LinkAIHook("linkai_bench", max_connections=k)
+    config = hook.config
+    listing = list_audio(spec["source"], spec.get("source_conn_id"))
+    t_listed = time.perf_counter()
+    fs, root = resolve(spec["destination"], spec.get("destination_conn_id"))
+    writer = TranscriptWriter(fs, root, part_prefix="part-bench", checkpoint_rows=100, checkpoint_seconds=30.0)
+    writer.check_writable()
+    plan = plan_batch(listing, (fs, root))
+    t_planned = time.perf_counter()
+    pipeline = TranscriptionPipeline(
+        hook,
+        writer,
+        max_concurrency=k,
+        max_file_size_bytes=DEFAULT_MAX_FILE_SIZE_BYTES,
+        row_context={
+            "endpoint": config.base_url,
+            "dag_id": "bench",
+            "task_id": spec["scenario"],
+            "run_id": "bench",
+            "map_index": -1,
+            "try_number": 1,
+        },
+    )
+    try:
+        result = pipeline.run(plan.todo, total=len(plan.todo))
+    finally:
+        hook.close()
+    summary = summarize(plan, result, writer)
+    t_end = time.perf_counter()
+    cpu_end = time.process_time()
+    hwm_kb = _status_kb("VmHWM")
+    sched.stop.set()
+    sched.join()
+    on_cpu_s, cpu_wait_s = sched.totals()
+    # -- checks, untimed -------------------------------------------------------------------------
+    # Each part fetched whole, parsed from memory: when pyarrow reads through a Python file object
+    # (pyarrow.dataset over an fsspec filesystem, or pq.read_table(fsspec_file)), the interpreter
+    # sometimes aborts at exit ("terminate called without an active exception").
+    mine: list[str] = []
+    for path in part_files(fs, root):
+        table = pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=["status", "task_id"])
+        mine += [
+            s
+            for s, t in zip(table.column("status").to_pylist(), table.column("task_id").to_pylist(), strict=True)
+            if t == spec["scenario"]
+        ]
+    print(
+        json.dumps(
+            {
+                "summary": summary,
+                "import_s": t_imported - t_start,
+                "list_s": t_listed - t0,
+                "plan_s": t_planned - t_listed,
+                "pipeline_s": t_end - t_planned,
+                "wall_s": t_end - t0,
+                "cpu_s": cpu_end - cpu0,
+                "on_cpu_s": on_cpu_s,
+                "cpu_wait_s": cpu_wait_s,  # runnable, waiting for a CPU (summed over threads)
+                "baseline_rss_mb": baseline_kb / 1024,
+                "hwm_mb": hwm_kb / 1024,
+                "rss_growth_mb": (hwm_kb - baseline_kb) / 1024,
+                "connections_opened": opened[0],
+                "rows_ok": mine.count("ok"),
+                "rows_failed": mine.count("failed"),
+                "parts_written": len(writer.parts),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
