@@ -12,12 +12,11 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
@@ -55,6 +54,7 @@ COLUMNS = tuple(SCHEMA.names)
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 PART_SUFFIX = ".parquet"
+READ_BATCH = 32  # remote parts fetched at once while planning
 
 
 def utcnow() -> datetime:
@@ -165,23 +165,34 @@ def part_files(fs: AbstractFileSystem, root: str) -> list[str]:
     return sorted(keep)
 
 
+def _tables(
+    fs: AbstractFileSystem, files: list[str], columns: list[str] | None, filters: Any = None
+) -> Iterator[pa.Table]:
+    """The parts as tables. Remote parts are fetched whole, a batch at a time (fsspec fetches a batch
+    concurrently), and parsed from memory: pyarrow's own reads through an s3fs wrapper left threads
+    behind that could abort the process at exit."""
+    if is_local(fs):
+        for path in files:
+            yield pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA)
+        return
+    for start in range(0, len(files), READ_BATCH):
+        blobs = fs.cat(files[start : start + READ_BATCH])
+        for path in files[start : start + READ_BATCH]:
+            yield pq.read_table(pa.BufferReader(blobs[path]), columns=columns, filters=filters, schema=SCHEMA)
+
+
 def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:
     """``(source_uri, source_fingerprint)`` of every ``ok`` row under ``root``; reads three columns only."""
-    files = part_files(fs, root)
-    if not files:
-        return set()
-    dataset = pads.dataset(files, filesystem=fs, format="parquet", schema=SCHEMA)
-    table = dataset.to_table(columns=["source_uri", "source_fingerprint"], filter=pads.field("status") == STATUS_OK)
-    uris = table.column("source_uri").to_pylist()
-    prints = table.column("source_fingerprint").to_pylist()
-    return set(zip(uris, prints, strict=False))
+    keys: set[tuple[str, str]] = set()
+    ok = [("status", "=", STATUS_OK)]
+    for table in _tables(fs, part_files(fs, root), ["source_uri", "source_fingerprint"], ok):
+        keys.update(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+    return keys
 
 
 def read_rows(fs: AbstractFileSystem, root: str, columns: Iterable[str] | None = None) -> pa.Table:
     """The whole dataset as one table (for tests and small summaries; analytics should use DuckDB)."""
-    files = part_files(fs, root)
-    if not files:
-        return SCHEMA.empty_table()
-    return pads.dataset(files, filesystem=fs, format="parquet", schema=SCHEMA).to_table(
-        columns=list(columns) if columns else None
-    )
+    tables = list(_tables(fs, part_files(fs, root), list(columns) if columns else None))
+    if not tables:
+        return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(list(columns))
+    return pa.concat_tables(tables)

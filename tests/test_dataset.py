@@ -86,7 +86,10 @@ def test_completed_keys_only_ok_rows_and_ignores_hidden_files(tmp_path):
     writer.close()
     (tmp_path / ".part-half-written.parquet.tmp").write_bytes(b"PAR1 garbage")
     (tmp_path / "_SUCCESS").write_bytes(b"")
-    assert completed_keys(fs, str(tmp_path)) == {("file:///a.wav", "size:1;mtime:1"), ("file:///c.wav", "size:2;mtime:2")}
+    assert completed_keys(fs, str(tmp_path)) == {
+        ("file:///a.wav", "size:1;mtime:1"),
+        ("file:///c.wav", "size:2;mtime:2"),
+    }
     assert completed_keys(fs, str(tmp_path / "missing")) == set()
     assert len(part_files(fs, str(tmp_path))) == 1
 
@@ -116,3 +119,26 @@ def test_object_store_parts_are_single_puts(s3fs_factory):
     objects = fs.find("dataset-bucket")
     assert len(objects) == 3 and all(o.endswith(".parquet") for o in objects)  # no probe or temp left
     assert len(completed_keys(fs, "dataset-bucket/transcripts")) == 5
+
+
+def test_planning_on_s3_exits_cleanly_in_fresh_processes(s3fs_factory, moto_endpoint):
+    """Reading the dataset through pyarrow's s3fs wrapper used to abort some processes at exit
+    ("terminate called without an active exception") after the work was done: a task that had
+    finished would die. Planning must leave a process that exits with 0, every time."""
+    import subprocess
+    import sys
+
+    fs = s3fs_factory()
+    fs.mkdir("exit-bucket")
+    writer = TranscriptWriter(fs, "exit-bucket/t/dt=2026-11-20", checkpoint_rows=3)
+    for i in range(30):
+        writer.add(row(f"s3://in/{i}.wav"))
+    writer.close()
+    script = (
+        "import s3fs; from linkai_provider.dataset import completed_keys; "
+        f"fs = s3fs.S3FileSystem(key='testing', secret='testing', client_kwargs={{'endpoint_url': '{moto_endpoint}'}}); "
+        "assert len(completed_keys(fs, 'exit-bucket/t')) == 30"
+    )
+    for _ in range(12):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
