@@ -134,9 +134,10 @@ def test_planning_on_s3_exits_cleanly_in_fresh_processes(s3fs_factory, moto_endp
     for i in range(30):
         writer.add(row(f"s3://in/{i}.wav"))
     writer.close()
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": moto_endpoint}}
     script = (
         "import s3fs; from linkai_provider.dataset import completed_keys; "
-        f"fs = s3fs.S3FileSystem(key='testing', secret='testing', client_kwargs={{'endpoint_url': '{moto_endpoint}'}}); "
+        f"fs = s3fs.S3FileSystem(**{options!r}); "
         "assert len(completed_keys(fs, 'exit-bucket/t')) == 30"
     )
     for _ in range(12):
