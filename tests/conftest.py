@@ -79,6 +79,14 @@ def conn_env(monkeypatch):
     return set_conns
 
 
+@pytest.fixture
+def linkai_conn(conn_env, linkai_server):
+    """``linkai_default`` pointing at the session's digest server, its counters reset."""
+    conn_env(linkai_default=json.loads(linkai_server.airflow_conn_json))
+    linkai_server.reset_stats()
+    return linkai_server
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A real S3 API: moto in server mode on loopback."""
@@ -143,4 +151,3 @@ def speech(tmp_path_factory) -> Speech:
         path = synthesize(text, out / f"clip_{i:02d}.{fmt}", fmt)
         truth[path.name] = text
     return Speech(out, truth)
-

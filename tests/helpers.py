@@ -87,3 +87,18 @@ class HostileServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def check_ok_rows(rows: list[dict], inputs: dict[str, bytes], dag_id: str | None) -> None:
+    """Exactly one ok row per input, its text (digest engine) proving every byte reached the server."""
+    assert sorted(r["source_uri"] for r in rows) == sorted(inputs)
+    for row in rows:
+        data = inputs[row["source_uri"]]
+        assert row["status"] == "ok", row
+        assert row["text"] == digest_text(data)
+        assert row["content_sha256"] == hashlib.sha256(data).hexdigest()
+        assert row["source_size_bytes"] == len(data)
+        assert row["audio_format"] == row["source_uri"].rsplit(".", 1)[1].lower()
+        assert row["error_type"] is None and row["error_code"] is None and row["error_message"] is None
+        assert row["attempts"] >= 1 and row["latency_ms"] >= 0
+        assert row["dag_id"] == dag_id and row["task_id"] == "transcribe"

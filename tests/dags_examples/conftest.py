@@ -7,7 +7,6 @@ so every test sets the environment first and then parses the DAG file.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 
@@ -53,14 +52,6 @@ def lake_env(monkeypatch):
         return Lake(audio, transcripts, transcripts.rstrip("/").rsplit("/", 1)[0] + "/transcript_summary")
 
     return configure
-
-
-@pytest.fixture
-def linkai_conn(conn_env, linkai_server):
-    """``linkai_default`` pointing at the session's digest server."""
-    conn_env(linkai_default=json.loads(linkai_server.airflow_conn_json))
-    linkai_server.reset_stats()
-    return linkai_server
 
 
 @pytest.fixture

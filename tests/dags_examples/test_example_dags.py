@@ -4,7 +4,6 @@ checked against its input file and the analytics summary against the transcript 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
@@ -17,16 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkai_provider.dataset import TranscriptWriter, read_rows
+from tests.helpers import check_ok_rows, xcom_return
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG_IDS = ("linkai_nightly_transcription", "linkai_sharded_transcription", "linkai_transcript_analytics")
 
 pytestmark = pytest.mark.usefixtures("airflow_home")
-
-
-def digest_text(data: bytes) -> str:
-    """What the digest engine answers for ``data``."""
-    return f"sha256:{hashlib.sha256(data).hexdigest()} bytes:{len(data)}"
 
 
 def ti_states(dag_run) -> dict[tuple[str, int], str]:
@@ -35,18 +30,6 @@ def ti_states(dag_run) -> dict[tuple[str, int], str]:
 
     with create_session() as session:
         return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
-
-
-def xcom(dag_run, task_id: str, map_index: int = -1):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, key="return_value", task_ids=task_id, dag_ids=dag_run.dag_id, map_indexes=map_index
-        )
-        row = session.scalars(query).first()
-        return None if row is None else XComModel.deserialize_value(row)
 
 
 def map_index_of(part: str) -> str:
@@ -83,19 +66,6 @@ def upload(fs, speech, names: list[str], prefix: str) -> dict[str, bytes]:
         fs.pipe_file(f"{prefix}/{name}", data)
         written[f"s3://{prefix}/{name}"] = data
     return written
-
-
-def check_rows(rows: list[dict], inputs: dict[str, bytes], dag_id: str) -> None:
-    """Exactly one ok row per input, its text proving every byte reached the server."""
-    assert sorted(r["source_uri"] for r in rows) == sorted(inputs)
-    for row in rows:
-        data = inputs[row["source_uri"]]
-        assert row["status"] == "ok", row
-        assert row["text"] == digest_text(data)
-        assert row["content_sha256"] == hashlib.sha256(data).hexdigest()
-        assert row["source_size_bytes"] == len(data)
-        assert row["audio_format"] == row["source_uri"].rsplit(".", 1)[1].lower()
-        assert row["dag_id"] == dag_id and row["task_id"] == "transcribe"
 
 
 def local_rows(folder: Path) -> list[dict]:
@@ -206,22 +176,22 @@ def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_
     run = dag.test(logical_date=day(ds))
     assert run.state == "success"
     assert ti_states(run) == {("transcribe", -1): "success"}
-    summary = xcom(run, "transcribe")
+    summary = xcom_return(run, "transcribe")
     assert (summary["files_found"], summary["transcribed"], summary["skipped_unsupported"]) == (11, 10, 1)
     partition = tmp_path / "lake" / "transcripts" / f"dt={ds}"
-    check_rows(local_rows(partition), inputs, "linkai_nightly_transcription")
+    check_ok_rows(local_rows(partition), inputs, "linkai_nightly_transcription")
 
     # the same night again: everything is skipped, nothing is sent, no row is added
     again = dag.test(logical_date=day(ds))
     assert again.state == "success"
-    assert xcom(again, "transcribe")["skipped_existing"] == 10
+    assert xcom_return(again, "transcribe")["skipped_existing"] == 10
     assert len(local_rows(partition)) == 10
 
     analytics = example_dag("linkai_transcript_analytics")
     arun = analytics.test(logical_date=day(ds))
     assert arun.state == "success"
     assert ti_states(arun) == {("summarize", -1): "success"}
-    totals = xcom(arun, "summarize")
+    totals = xcom_return(arun, "summarize")
     assert (totals["days"], totals["files"], totals["ok"], totals["failed"]) == (1, 10, 10, 0)
     assert totals["words"] == 20  # "sha256:<hex> bytes:<n>" is two words
     summary_dir = Path(lake.summary.removeprefix("file://"))
@@ -247,7 +217,7 @@ def test_bad_file_fails_the_night_after_writing_rows_and_analytics_reports_why(
     rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
     (bad,) = [r for r in rows if r["source_uri"].endswith("broken.wav")]
     assert bad["status"] == "failed" and bad["error_type"] == "InvalidRequestError" and bad["error_code"] == 400
-    check_rows([r for r in rows if r is not bad], inputs, "linkai_nightly_transcription")
+    check_ok_rows([r for r in rows if r is not bad], inputs, "linkai_nightly_transcription")
 
     arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
     assert arun.state == "success"
@@ -281,10 +251,10 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
         ("transcribe", 2): "success",
         ("report", -1): "success",
     }
-    shards = xcom(run, "list_shards")
+    shards = xcom_return(run, "list_shards")
     assert sorted(uri for shard in shards for uri in shard) == sorted({**first, **later})
     assert [len(s) for s in shards] == [4, 3, 3]
-    report = xcom(run, "report")
+    report = xcom_return(run, "report")
     assert (report["transcribed"], report["skipped"], report["failed"]) == (6, 4, 0)
     assert report["shards_reporting"] == 3
 
@@ -292,7 +262,7 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
     parts = sorted(p.name for p in partition.glob("*.parquet"))
     assert {map_index_of(p) for p in parts} == {"0", "1", "2"}
     rows = local_rows(partition)
-    check_rows(rows, later, "linkai_sharded_transcription")
+    check_ok_rows(rows, later, "linkai_sharded_transcription")
     assert {r["map_index"] for r in rows} <= {0, 1, 2}
 
 
@@ -374,7 +344,7 @@ def test_nightly_and_analytics_on_s3_with_aws_connection(
     assert ti_states(run) == {("transcribe", -1): "success"}
     fs.invalidate_cache()
     rows = read_rows(fs, f"{bucket}/lake/transcripts/dt={ds}").to_pylist()
-    check_rows(rows, inputs, "linkai_nightly_transcription")
+    check_ok_rows(rows, inputs, "linkai_nightly_transcription")
 
     arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
     assert arun.state == "success"
@@ -419,8 +389,8 @@ def test_sharded_on_s3_with_fsspec_connection(
     parts = fs.find(f"{bucket}/transcripts/dt={ds}")
     assert {map_index_of(p) for p in parts} == {"0", "1"}, parts
     rows = read_rows(fs, f"{bucket}/transcripts").to_pylist()
-    check_rows(rows, inputs, "linkai_sharded_transcription")
-    assert xcom(run, "report")["transcribed"] == 10
+    check_ok_rows(rows, inputs, "linkai_sharded_transcription")
+    assert xcom_return(run, "report")["transcribed"] == 10
 
 
 # -- the real recognizer -------------------------------------------------------------------------------
@@ -471,7 +441,7 @@ def test_nightly_and_analytics_on_gcs_with_fsspec_connection(
     assert run.state == "success"
     fs.invalidate_cache()
     rows = read_rows(fs, f"{bucket}/transcripts/dt={ds}").to_pylist()
-    check_rows(rows, inputs, "linkai_nightly_transcription")
+    check_ok_rows(rows, inputs, "linkai_nightly_transcription")
 
     arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
     assert arun.state == "success"

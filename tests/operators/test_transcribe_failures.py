@@ -17,13 +17,6 @@ from tests.helpers import HostileServer, digest_text, get_dag, task_states, xcom
 pytestmark = pytest.mark.usefixtures("airflow_home")
 
 
-@pytest.fixture
-def linkai_conn(conn_env, linkai_server):
-    conn_env(linkai_default=json.loads(linkai_server.airflow_conn_json))
-    linkai_server.reset_stats()
-    return linkai_server
-
-
 def run(**conf):
     dag_run = get_dag("linkai_test_transcribe").test(run_conf=conf)
     return task_states(dag_run)["transcribe"], xcom_return(dag_run, "transcribe")
