@@ -61,6 +61,22 @@ class Row:
     met: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_client(cls, scenario: str, files: int, res: dict[str, Any], limit_s: float | None = None) -> Row:
+        """A row from what the client subprocess reported."""
+        return cls(
+            scenario,
+            files,
+            res["wall_s"],
+            files / res["wall_s"],
+            limit_s=limit_s,
+            rss_growth_mb=res["rss_growth_mb"],
+            list_plan_s=res["list_s"] + res["plan_s"],
+            requests=res["server"]["requests_total"],
+            connections=res["connections_opened"],
+            detail=res,
+        )
+
     @property
     def ratio_limit(self) -> float | None:
         return self.wall_s / self.limit_s if self.limit_s else None
@@ -298,18 +314,7 @@ class Bench:
         )
         n = len(paths)
         limit = math.ceil(n / k) * lat
-        row = Row(
-            "latency",
-            n,
-            res["wall_s"],
-            n / res["wall_s"],
-            limit_s=limit,
-            rss_growth_mb=res["rss_growth_mb"],
-            list_plan_s=res["list_s"] + res["plan_s"],
-            requests=res["server"]["requests_total"],
-            connections=res["connections_opened"],
-            detail=res,
-        )
+        row = Row.from_client("latency", n, res, limit_s=limit)
         if seed_loop and not self.args.no_seed_loop:
             server.reset_stats()
             seed = run_seed_loop(paths, server, self.work)
@@ -348,18 +353,7 @@ class Bench:
         finally:
             moto.stop()
         n = len(paths)
-        row = Row(
-            "s3",
-            n,
-            res["wall_s"],
-            n / res["wall_s"],
-            limit_s=math.ceil(n / k) * LATENCY_MS / 1000,
-            rss_growth_mb=res["rss_growth_mb"],
-            list_plan_s=res["list_s"] + res["plan_s"],
-            requests=res["server"]["requests_total"],
-            connections=res["connections_opened"],
-            detail=res,
-        )
+        row = Row.from_client("s3", n, res, limit_s=math.ceil(n / k) * LATENCY_MS / 1000)
         row.detail["local_wall_s"] = local.wall_s
         row.target = f"<= 1.2 x local disk ({1.2 * local.wall_s:.2f} s)"
         row.met = row.wall_s <= 1.2 * local.wall_s
@@ -375,18 +369,7 @@ class Bench:
             {"scenario": "cpu", "source": str(folder), "destination": str(self.work / "ds-cpu"), "max_concurrency": k},
             server,
         )
-        wall = res["wall_s"]
-        row = Row(
-            "cpu",
-            n,
-            wall,
-            n / wall,
-            rss_growth_mb=res["rss_growth_mb"],
-            list_plan_s=res["list_s"] + res["plan_s"],
-            requests=res["server"]["requests_total"],
-            connections=res["connections_opened"],
-            detail=res,
-        )
+        row = Row.from_client("cpu", n, res)
         row.target = ">= 300 files/s"
         row.met = row.files_per_s >= 300
         return row
@@ -407,17 +390,7 @@ class Bench:
             server,
         )
         wall = res["wall_s"]
-        row = Row(
-            "memory",
-            n,
-            wall,
-            n / wall,
-            rss_growth_mb=res["rss_growth_mb"],
-            list_plan_s=res["list_s"] + res["plan_s"],
-            requests=res["server"]["requests_total"],
-            connections=res["connections_opened"],
-            detail=res,
-        )
+        row = Row.from_client("memory", n, res)
         row.detail["input_bytes"] = n * BIG
         row.detail["mb_per_s"] = n * BIG / 2**20 / wall
         row.target = "peak RSS growth <= 150 MB"
@@ -436,18 +409,7 @@ class Bench:
         res = self.client(
             {"scenario": "planning", "source": str(folder), "destination": str(dest), "max_concurrency": k}, server
         )
-        wall = res["wall_s"]
-        row = Row(
-            "planning",
-            existing + 100,
-            wall,
-            (existing + 100) / wall,
-            rss_growth_mb=res["rss_growth_mb"],
-            list_plan_s=res["list_s"] + res["plan_s"],
-            requests=res["server"]["requests_total"],
-            connections=res["connections_opened"],
-            detail=res,
-        )
+        row = Row.from_client("planning", existing + 100, res)
         row.detail["existing_rows"] = seeded
         row.target = "list+plan <= 3 s, exactly 100 requests"
         row.met = row.list_plan_s <= 3.0 and row.requests == 100 and res["summary"]["transcribed"] == 100
