@@ -38,10 +38,10 @@ def test_provider_info_describes_hook_operator_and_connection_form():
 
 def test_providers_manager_finds_the_hook_and_form():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
-    assert "airflow-provider-linkai" in manager.providers
-    hook = manager.hooks["linkai"]
+    assert "airflow-provider-linkai" in ProvidersManager().providers
+    hook = ProvidersManagerTaskRuntime().hooks["linkai"]
     assert hook is not None and hook.hook_class_name == "linkai_provider.hooks.linkai.LinkAIHook"
     assert hook.connection_id_attribute_name == "linkai_conn_id"
 
