@@ -183,6 +183,7 @@ class HashingReader(io.RawIOBase):
         self._start = raw.tell() if raw.seekable() else 0
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
+        self.complete = False  # read to the end since the last rewind: the hash covers the whole file
 
     def readable(self) -> bool:
         return True
@@ -201,6 +202,7 @@ class HashingReader(io.RawIOBase):
         if position == 0:
             self.sha256 = hashlib.sha256()
             self.bytes_read = 0
+            self.complete = False
         return position
 
     def read(self, size: int = -1) -> bytes:
@@ -210,6 +212,8 @@ class HashingReader(io.RawIOBase):
             raise UnreadableFileError(f"reading the file failed: {exc}") from exc
         self.sha256.update(chunk)
         self.bytes_read += len(chunk)
+        if not chunk and size != 0:
+            self.complete = True
         return chunk
 
     def readinto(self, buffer: Any) -> int:  # pragma: no cover - httpx uses read()

@@ -66,6 +66,8 @@ class LinkAIError(AirflowException):
     """Root of every LinkAI error; attributes, not string parsing, tell what happened."""
 
     default_message = "LinkAI request failed"
+    #: sha256 of the file when the whole file was sent and an answer came back (set by the hook)
+    content_sha256: str | None = None
 
     def __init__(
         self,
@@ -93,7 +95,7 @@ class LinkAIError(AirflowException):
         return {"status_code": self.status_code, "code": self.code, "data": self.data, "attempts": self.attempts}
 
     def __reduce__(self):  # keep attributes across pickling (multiprocessing, task results)
-        return (_rebuild, (type(self), self.message, self._state()))
+        return (_rebuild, (type(self), self.message, self._state()), {"content_sha256": self.content_sha256})
 
 
 def _rebuild(cls: type[LinkAIError], message: str, state: dict[str, Any]) -> LinkAIError:

@@ -260,6 +260,7 @@ class TranscriptionPipeline:
         started = row.pop("_started")
         if isinstance(exc, LinkAIError):
             attempts, code, message = exc.attempts, exc.code, exc.message
+            row["content_sha256"] = exc.content_sha256
         else:
             attempts, code, message = 0, None, str(exc)
         row.update(

@@ -257,6 +257,8 @@ class LinkAIHook(BaseHook):
             )
         except LinkAIError as exc:
             exc.attempts = attempts.count
+            if exc.status_code is not None and reader.complete:
+                exc.content_sha256 = reader.sha256.hexdigest()  # the server saw this exact content
             raise
         finally:
             reader.close()

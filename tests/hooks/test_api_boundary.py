@@ -106,8 +106,10 @@ def test_redaction_applies_to_server_messages():
 
 def test_errors_pickle_with_attributes():
     original = exc.RateLimitError("slow", status_code=429, code=429, retry_after=2.5, attempts=3)
+    original.content_sha256 = "ab" * 32
     copy = pickle.loads(pickle.dumps(original))
     assert (type(copy), copy.retry_after, copy.attempts, copy.status_code) == (exc.RateLimitError, 2.5, 3, 429)
+    assert copy.content_sha256 == "ab" * 32
 
 
 def test_hashing_reader_rehashes_from_start_on_seek():

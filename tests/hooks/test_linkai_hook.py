@@ -69,6 +69,7 @@ def test_non_transient_statuses_raise_their_class_without_retry(conn_env, fault_
         hook.transcribe(b"RIFF....WAVEfmt ", filename="a.wav")
     error = info.value
     assert (error.status_code, error.attempts) == (status, 1)
+    assert error.content_sha256 == hashlib.sha256(b"RIFF....WAVEfmt ").hexdigest()  # sent whole, answered
     assert error.message and fault_server.api_key not in str(error)
     assert fault_server.stats()["requests_total"] == 1  # never retried
 
@@ -93,6 +94,8 @@ def test_transient_errors_are_retried_then_raised(conn_env, fault_server, fault,
         hook.transcribe(b"RIFF....WAVEfmt ", filename="a.wav")
     assert info.value.attempts == FAST.max_retries + 1
     assert fault_server.stats()["requests_total"] == FAST.max_retries + 1
+    if fault == "drop":
+        assert info.value.content_sha256 is None  # no answer: nobody confirmed what arrived
 
 
 def test_rate_limit_honours_retry_after(conn_env, fault_server, capfd):

@@ -3,6 +3,7 @@ clear message naming the file or setting, and nothing already done is lost."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +69,9 @@ def test_bad_files_become_failed_rows_and_the_batch_goes_on(tmp_path, speech, li
             400,
         )
         assert rows[name]["error_message"] and rows[name]["attempts"] == 1
+        # uploaded whole and answered: the row names the exact content the server refused
+        assert rows[name]["content_sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    assert rows["empty.wav"]["content_sha256"] is None and rows["big.wav"]["content_sha256"] is None
     stats = linkai_conn.stats()
     assert stats["requests_total"] == 5  # empty and big never uploaded, notes.txt never sent
 
