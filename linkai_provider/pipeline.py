@@ -126,7 +126,7 @@ class TranscriptionPipeline:
         result = BatchResult(total=total)
         progress = Progress(total, self.progress_interval, self.log)
         todo = iter(files)
-        window = self.max_concurrency * 2  # a little queued work keeps every worker busy
+        window = self.max_concurrency * 2  # files taken at once: K being sent, K more read ahead
         pending: set[Future[_Outcome]] = set()
         # Finished futures arrive on a queue (O(1) per file); ``wait(pending, FIRST_COMPLETED)``
         # re-armed a waiter on every pending future each time and held the GIL the workers need.
