@@ -144,6 +144,8 @@ class TranscribeAudioOperator(BaseOperator):
         self.timeout = timeout
         self.max_retries = max_retries
         self.progress_interval = progress_interval
+        self._pipeline: TranscriptionPipeline | None = None
+        self._killed = False
 
     @cached_property
     def hook(self) -> LinkAIHook:
@@ -177,7 +179,7 @@ class TranscribeAudioOperator(BaseOperator):
             progress_interval=self.progress_interval,
             logger=self.log,
         )
-        if getattr(self, "_killed", False):  # SIGTERM came while listing: send nothing
+        if self._killed:  # SIGTERM came while listing: send nothing
             pipeline.cancel.set()
         try:
             result = pipeline.run(plan.todo, total=len(plan.todo))
@@ -192,9 +194,8 @@ class TranscribeAudioOperator(BaseOperator):
         """SIGTERM (task timeout, "mark failed"): send nothing more; execute() then writes every
         finished row before the task ends."""
         self._killed = True
-        pipeline = getattr(self, "_pipeline", None)
-        if pipeline is not None:
-            pipeline.cancel.set()
+        if self._pipeline is not None:
+            self._pipeline.cancel.set()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the source folders or files as given; output: the transcript dataset folder."""
@@ -239,7 +240,7 @@ class TranscribeAudioOperator(BaseOperator):
     def _raise_for(self, result: BatchResult, listing: Listing) -> None:
         if result.fatal is not None:
             raise result.fatal
-        if getattr(self, "_killed", False):
+        if self._killed:
             raise AirflowException(
                 f"Stopped by SIGTERM: {result.not_sent} file(s) not sent; the {result.done} finished are written"
             )
