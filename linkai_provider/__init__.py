@@ -24,42 +24,46 @@ def get_provider_info() -> dict:
         "hooks": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.hooks.linkai"]}],
         "operators": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}],
         "connection-types": [
-            {"hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook", "connection-type": "linkai"}
+            {
+                "hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook",
+                "connection-type": "linkai",
+                "hook-name": "LinkAI",
+                # Airflow 3.2+ builds the connection form from these two, without importing the hook
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 300},
+                        "description": "Read timeout of one request; recognition of long audio can take minutes.",
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+                        "description": "Retries of transient errors (429, 5xx, timeouts, dropped connections).",
+                    },
+                    "proxy": {
+                        "label": "Proxy URL",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "HTTP(S) proxy for calls to the API, e.g. http://proxy:3128.",
+                    },
+                    "verify": {
+                        "label": "Verify TLS",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                        "description": "Verify the server's TLS certificate (on unless turned off here).",
+                    },
+                    "extra_fields": {
+                        "label": "Extra form fields (JSON)",
+                        "schema": {"type": ["object", "string", "null"]},
+                        "description": 'Form fields sent with every upload, e.g. {"language": "en"}.',
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"password": "API Key", "host": "Base URL"},
+                    "placeholders": {
+                        "host": "https://api.linkai.cloud",
+                        "password": "sk-...",
+                    },
+                },
+            }
         ],
-        "hook-class-names": ["linkai_provider.hooks.linkai.LinkAIHook"],
-        "conn-fields": {
-            "timeout": {
-                "label": "Timeout (seconds)",
-                "schema": {"type": ["number", "null"], "minimum": 1},
-                "description": "Read timeout of one request; recognition of long audio can take minutes.",
-            },
-            "max_retries": {
-                "label": "Max retries",
-                "schema": {"type": ["integer", "null"], "minimum": 0},
-                "description": "Retries of transient errors (429, 5xx, timeouts, dropped connections).",
-            },
-            "proxy": {
-                "label": "Proxy URL",
-                "schema": {"type": ["string", "null"]},
-                "description": "HTTP(S) proxy for calls to the API, e.g. http://proxy:3128.",
-            },
-            "verify": {
-                "label": "Verify TLS",
-                "schema": {"type": ["boolean", "null"]},
-                "description": "Verify the server's TLS certificate (on unless turned off here).",
-            },
-            "extra_fields": {
-                "label": "Extra form fields (JSON)",
-                "schema": {"type": ["object", "string", "null"]},
-                "description": 'Form fields sent with every upload, e.g. {"language": "en"}.',
-            },
-        },
-        "ui-field-behaviour": {
-            "hidden-fields": ["schema", "port", "login"],
-            "relabeling": {"password": "API Key", "host": "Base URL"},
-            "placeholders": {
-                "host": "https://api.linkai.cloud",
-                "password": "sk-...",
-            },
-        },
     }

@@ -25,22 +25,35 @@ def test_provider_info_describes_hook_operator_and_connection_form():
     info = linkai_provider.get_provider_info()
     assert info["package-name"] == "airflow-provider-linkai"
     assert info["versions"] == [linkai_provider.__version__]
-    assert info["connection-types"] == [
-        {"hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook", "connection-type": "linkai"}
-    ]
+    [conn_type] = info["connection-types"]
+    assert conn_type["hook-class-name"] == "linkai_provider.hooks.linkai.LinkAIHook"
+    assert (conn_type["connection-type"], conn_type["hook-name"]) == ("linkai", "LinkAI")
     assert info["operators"][0]["python-modules"] == ["linkai_provider.operators.transcribe"]
-    behaviour = info["ui-field-behaviour"]
+    behaviour = conn_type["ui-field-behaviour"]
     assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
     assert behaviour["relabeling"]["password"] == "API Key"
     assert behaviour["placeholders"]["host"] == "https://api.linkai.cloud"
-    assert set(info["conn-fields"]) == {"timeout", "max_retries", "proxy", "verify", "extra_fields"}
+    assert set(conn_type["conn-fields"]) == {"timeout", "max_retries", "proxy", "verify", "extra_fields"}
+    from linkai_provider.hooks.linkai import LinkAIHook
+
+    assert LinkAIHook.get_ui_field_behaviour()["relabeling"]["password"] == "API Key"  # Airflow 3.1's form
 
 
 def test_providers_manager_finds_the_hook_and_form():
+    """What the UI's connection form is built from (Airflow 3.2+: provider info, no hook import)."""
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    assert "airflow-provider-linkai" in ProvidersManager().providers
+    manager = ProvidersManager()
+    assert "airflow-provider-linkai" in manager.providers
+    widgets = manager.connection_form_widgets
+    for name in ("timeout", "max_retries", "proxy", "verify", "extra_fields"):
+        assert widgets[f"extra__linkai__{name}"].field_name == name
+    assert widgets["extra__linkai__verify"].field["value"] is True
+    assert widgets["extra__linkai__timeout"].field["schema"]["title"] == "Timeout (seconds)"
+    behaviour = manager.field_behaviours["linkai"]
+    assert set(behaviour["hidden_fields"]) == {"schema", "port", "login"}
+    assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
     hook = ProvidersManagerTaskRuntime().hooks["linkai"]
     assert hook is not None and hook.hook_class_name == "linkai_provider.hooks.linkai.LinkAIHook"
     assert hook.connection_id_attribute_name == "linkai_conn_id"

@@ -352,9 +352,11 @@ class LinkAIHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow 3.1's form; 3.2+ reads the same from ``get_provider_info()`` without the hook."""
         from linkai_provider import get_provider_info
 
-        return get_provider_info()["ui-field-behaviour"]
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
