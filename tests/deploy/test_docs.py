@@ -159,7 +159,7 @@ def test_connection_extras_match_the_provider_form():
     from linkai_provider import get_provider_info
 
     extras = [code(r[0])[0] for r in table(page("connection.md"), "| extra | default |")]
-    assert extras == list(get_provider_info()["conn-fields"])
+    assert extras == list(get_provider_info()["connection-types"][0]["conn-fields"])
 
 
 def test_base_url_examples_are_what_the_hook_does():
