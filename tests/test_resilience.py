@@ -84,6 +84,7 @@ def test_sigkill_at_random_points_then_rerun_loses_nothing(tmp_path, linkai_serv
         current = current_per_file(dest.parent)
         assert current == {uri: ("ok", digest_text(data)) for uri, data in inputs.items()}, f"trial {trial}"
         paid = server.stats()["transcriptions_ok"]
+        print(f"trial {trial}: killed after {kill_after} ok answers; paid {paid} for {files} (bound {files + window})")
         assert files <= paid <= files + window, f"trial {trial}: {paid} successful calls for {files} files"
         assert summary["skipped_existing"] + summary["transcribed"] == files
 
@@ -108,6 +109,8 @@ def test_soak_with_injected_faults_every_file_ok_none_paid_twice(
     assert (summary["transcribed"], summary["failed"], summary["parts_written"]) == (2000, 0, 4)
     assert current_per_file(tmp_path / "out") == {uri: ("ok", digest_text(d)) for uri, d in inputs.items()}
     stats = server.stats()
+    shown = ("requests_total", "by_status", "dropped", "transcriptions_ok", "duplicate_sha256")
+    print("soak:", {key: stats[key] for key in shown})
     assert stats["transcriptions_ok"] == 2000 and stats["duplicate_sha256"] == 0
     by_status = stats["by_status"]
     assert int(by_status["503"]) > 300 and int(by_status["429"]) > 50 and stats["dropped"] > 10  # faults did fire
