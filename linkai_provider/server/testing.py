@@ -197,7 +197,7 @@ def start_server(
     :param port: 0 picks a free port.
     :param options: further server options: ``latency_ms``, ``latency_jitter_ms``,
         ``fail_503_rate``, ``rate_limit_rate``, ``retry_after``, ``drop_rate``,
-        ``envelope_200_rate``, ``seed``, ``allow_fault_header``, ``max_upload_bytes``, ``workers``,
+        ``envelope_200_rate``, ``seed``, ``allow_fault_header``, ``credits``, ``max_upload_bytes``, ``workers``,
         ``cpu_threads``, ``beam_size``, ``model_dir``, ``spool_dir``, ``api_keys``, ``no_auth``.
     """
     from linkai_provider.server.config import ServerConfig
