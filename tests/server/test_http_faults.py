@@ -154,3 +154,23 @@ def test_latency_jitter_and_delay_header(linkai_server_factory, payload) -> None
         httpx.post(server.transcriptions_url, files={"file": ("a.wav", payload)}, timeout=0.5,
                    headers={"Authorization": f"Bearer {server.api_key}", "X-LinkAI-Fault-Delay-Ms": "2000"})
     assert time.perf_counter() - started < 1.5
+
+
+def test_credits_run_out_with_406_refusals_cost_nothing_reset_tops_up(linkai_server_factory, payload) -> None:
+    server = linkai_server_factory(credits=2)
+    assert post(server, payload).status_code == 200
+    assert post(server, b"this is text, not audio").status_code == 400  # refused: no credit spent
+    assert post(server, payload + b"\0").status_code == 200
+    body = assert_envelope(post(server, payload + b"\0\0"), 406)
+    assert body["message"] == "Insufficient account credits"
+    assert server.stats()["transcriptions_ok"] == 2
+    server.reset_stats()
+    assert post(server, payload).status_code == 200
+
+
+def test_credits_flag_is_documented() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "linkai_provider.server", "--help"], capture_output=True, text=True)
+    assert "--credits N" in out.stdout and "406" in out.stdout
