@@ -25,6 +25,8 @@ from linkai_provider.io.storage import is_local
 
 log = logging.getLogger(__name__)
 
+# One piece of a recording as sent: its span in the recording and its text (DESIGN: ``segments``).
+SEGMENT = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()), pa.field("text", pa.string())])
 SCHEMA = pa.schema(
     [
         pa.field("source_uri", pa.string(), nullable=False),
@@ -47,8 +49,10 @@ SCHEMA = pa.schema(
         pa.field("run_id", pa.string()),
         pa.field("map_index", pa.int32()),
         pa.field("try_number", pa.int32()),
+        pa.field("chunks", pa.int32()),
+        pa.field("segments", pa.list_(SEGMENT)),
     ],
-    metadata={"linkai.schema_version": "1", "linkai.writer": f"airflow-provider-linkai {__version__}"},
+    metadata={"linkai.schema_version": "2", "linkai.writer": f"airflow-provider-linkai {__version__}"},
 )
 COLUMNS = tuple(SCHEMA.names)
 STATUS_OK = "ok"

@@ -235,6 +235,8 @@ class TranscriptionPipeline:
             attempts=answer.attempts,
             latency_ms=answer.latency_ms,
             transcribed_at=utcnow(),
+            chunks=1,
+            segments=[{"start_s": 0.0, "end_s": row["audio_duration_s"], "text": answer.text}],
         )
         return _Outcome(row)
 
@@ -253,6 +255,8 @@ class TranscriptionPipeline:
             "error_message": None,
             "attempts": 0,
             "latency_ms": None,
+            "chunks": None,
+            "segments": None,
             "_started": time.monotonic(),
         }
 

@@ -45,4 +45,5 @@ def summarize(plan: Plan, result: BatchResult, writer: TranscriptWriter) -> dict
         "not_sent": result.not_sent,
         "audio_seconds": round(result.audio_seconds, 3),
         "parts_written": len(writer.parts),
+        "rows_written": writer.rows_written,
     }

@@ -52,6 +52,7 @@ def test_local_folder_all_formats(tmp_path, speech, linkai_conn):
         "not_sent": 0,
         "audio_seconds": summary["audio_seconds"],
         "parts_written": 1,
+        "rows_written": 11,
     }
     # DuckDB reads the dataset as is, Hive partition included
     con = duckdb.connect()
