@@ -167,7 +167,9 @@ class LinkAIHook(BaseHook):
         self._mask(conn.password)
         extra = conn.extra_dejson
         try:
-            timeout = float(self._timeout or extra.get("timeout") or DEFAULT_TIMEOUT)
+            # 0 is a value (an invalid one, refused below), not "unset": only None or "" mean the default
+            raw_timeout = self._timeout if self._timeout is not None else extra.get("timeout")
+            timeout = float(DEFAULT_TIMEOUT if raw_timeout in (None, "") else raw_timeout)
             retries = self._max_retries if self._max_retries is not None else extra.get("max_retries")
             max_retries = int(DEFAULT_MAX_RETRIES if retries in (None, "") else retries)
         except (TypeError, ValueError) as exc:

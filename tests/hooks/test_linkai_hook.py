@@ -187,6 +187,30 @@ def test_missing_key_names_the_connection(conn_env):
     assert not ok and "no API key" in message
 
 
+@pytest.mark.parametrize("timeout", [0, "0", -5])
+def test_timeout_zero_or_negative_is_a_configuration_error(conn_env, timeout):
+    """0 must not silently become the 300 s default: it is refused with the connection's name."""
+    key = "sk-never-shown-0"
+    conn_env(
+        linkai_t0={"conn_type": "linkai", "host": "http://127.0.0.1:1", "password": key, "extra": {"timeout": timeout}}
+    )
+    with pytest.raises(exc.LinkAIConfigurationError, match="connection 'linkai_t0': timeout must be > 0") as info:
+        LinkAIHook("linkai_t0").config  # noqa: B018 - the property raises
+    assert key not in str(info.value)
+    ok, message = LinkAIHook("linkai_t0").test_connection()
+    assert not ok and "timeout must be > 0" in message and key not in message
+
+
+def test_timeout_override_zero_is_refused_and_empty_extra_means_default(conn_env):
+    conn = {"conn_type": "linkai", "host": "http://127.0.0.1:1", "password": "sk-x"}
+    conn_env(linkai_t={**conn, "extra": {"timeout": ""}}, linkai_t7={**conn, "extra": {"timeout": 7}})
+    assert LinkAIHook("linkai_t").config.timeout == 300.0
+    assert LinkAIHook("linkai_t7").config.timeout == 7.0
+    assert LinkAIHook("linkai_t7", timeout=2).config.timeout == 2.0
+    with pytest.raises(exc.LinkAIConfigurationError, match="timeout must be > 0"):
+        LinkAIHook("linkai_t7", timeout=0).config  # noqa: B018
+
+
 def test_uri_form_connection_and_masking(monkeypatch, linkai_server, speech):
     from airflow.sdk.log import _secrets_masker  # the masker Airflow applies to task logs
 
