@@ -17,12 +17,15 @@ import os
 import sys
 from typing import Any
 
-from linkai_provider.dataset import TranscriptWriter
+from linkai_provider.batch import DEFAULT_MAX_FILE_SIZE_BYTES, Batch, BatchOptions, WriterIdentity
 from linkai_provider.hooks.linkai import LinkAIHook
-from linkai_provider.io.sources import list_audio
-from linkai_provider.io.storage import resolve
-from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
-from linkai_provider.planning import plan_batch, summarize
+from linkai_provider.pipeline import (
+    DEFAULT_MAX_CHUNK_SECONDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    BatchResult,
+    TranscriptionPipeline,
+)
+from linkai_provider.planning import Budget
 
 log = logging.getLogger("linkai_provider.cli")
 
@@ -38,13 +41,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-id", help="use this Airflow connection instead of --base-url/$LINKAI_API_KEY")
     p.add_argument("--source-conn-id", help="Airflow connection with the source's storage credentials")
     p.add_argument("--destination-conn-id", help="Airflow connection with the destination's storage credentials")
-    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight (default 8)")
-    p.add_argument("--max-file-size-bytes", type=int, default=100 * 1024 * 1024)
+    p.add_argument(
+        "--max-concurrency", type=int, default=8, help="ceiling of requests in flight; adapts below it under 429s"
+    )
+    p.add_argument(
+        "--max-file-size-bytes", type=int, default=DEFAULT_MAX_FILE_SIZE_BYTES, help="never read larger files"
+    )
+    p.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=DEFAULT_MAX_UPLOAD_BYTES,
+        help="most bytes one request carries; longer recordings are split at silences (default 25 MiB)",
+    )
+    p.add_argument(
+        "--max-chunk-seconds", type=float, default=DEFAULT_MAX_CHUNK_SECONDS, help="longest piece sent (default 600)"
+    )
+    p.add_argument("--no-split", action="store_true", help="never split: files over --max-upload-bytes fail")
+    p.add_argument("--piece-format", choices=("ogg", "flac", "mp3"), help="encoding of pieces of long recordings")
+    p.add_argument("--dry-run", action="store_true", help="list and plan; print what would be sent; send nothing")
+    p.add_argument("--max-files", type=int, help="send at most N files this run (the rest wait for the next)")
+    p.add_argument("--max-audio-seconds", type=float, help="send at most this much audio this run")
     p.add_argument("--language", help="sent as the 'language' form field")
     p.add_argument("--field", action="append", default=[], metavar="K=V", help="extra form field, repeatable")
     p.add_argument("--no-incremental", action="store_true", help="transcribe files that already have an ok row")
-    p.add_argument("--checkpoint-rows", type=int, default=100, help="rows per part file (default 100)")
-    p.add_argument("--checkpoint-seconds", type=float, default=30.0, help="max seconds between parts (default 30)")
+    p.add_argument("--checkpoint-rows", type=int, help=argparse.SUPPRESS)  # deprecated, ignored
+    p.add_argument("--checkpoint-seconds", type=float, help=argparse.SUPPRESS)  # deprecated, ignored
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
     p.add_argument("--max-retries", type=int, help="retries of transient errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,20 +86,25 @@ def _hook(args: argparse.Namespace) -> LinkAIHook:
 
 
 class _Bar:
-    """tqdm over finished files; the pipeline reports, the bar draws."""
+    """tqdm over finished files; the pipeline reports, the bar draws (with the concurrency level)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, result: BatchResult, pipeline: TranscriptionPipeline) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, result: BatchResult) -> None:
-        if self.bar is not None:
-            self.bar.n = result.done
-            self.bar.set_postfix(ok=result.ok, failed=result.failed, refresh=False)
-            self.bar.refresh()
+            self.bar = tqdm(total=result.total, unit="file", dynamic_ncols=True, file=sys.stderr)
+        level = pipeline.scheduler
+        self.bar.n = result.done
+        self.bar.set_postfix(
+            ok=result.ok, failed=result.failed, concurrency=f"{level.current}/{level.ceiling}", refresh=False
+        )
+        self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -87,46 +113,48 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     hook = _hook(args)
-    endpoint = hook.config.base_url
-    listing = list_audio(args.source, args.source_conn_id)
-    fs, root = resolve(args.destination, args.destination_conn_id)
-    writer = TranscriptWriter(
-        fs,
-        root,
-        part_prefix="part-cli",
-        checkpoint_rows=args.checkpoint_rows,
-        checkpoint_seconds=args.checkpoint_seconds,
-    )
-    writer.check_writable()
-    plan = plan_batch(listing, None if args.no_incremental else (fs, root))
     fields = dict(kv.split("=", 1) for kv in args.field)
     if args.language:
         fields["language"] = args.language
-    bar = _Bar(len(plan.todo), enabled=not (args.no_progress or args.quiet))
-    pipeline = TranscriptionPipeline(
-        hook,
-        writer,
+    options = BatchOptions(
         max_concurrency=args.max_concurrency,
         max_file_size_bytes=args.max_file_size_bytes,
+        max_upload_bytes=args.max_upload_bytes,
+        max_chunk_seconds=args.max_chunk_seconds,
+        split_long_audio=not args.no_split,
+        piece_format=args.piece_format,
         extra_fields=fields,
+        incremental=not args.no_incremental,
+        dry_run=args.dry_run,
+        budget=Budget(max_files=args.max_files, max_audio_seconds=args.max_audio_seconds),
+    )
+    bar = _Bar(enabled=not (args.no_progress or args.quiet))
+    batch = Batch(
+        hook,
+        source=args.source,
+        destination=args.destination,
+        source_conn_id=args.source_conn_id,
+        destination_conn_id=args.destination_conn_id,
+        identity=WriterIdentity.new(),
         row_context={
-            "endpoint": endpoint,
+            "endpoint": hook.config.base_url,
             "dag_id": None,
             "task_id": None,
             "run_id": None,
             "map_index": None,
             "try_number": None,
         },
+        options=options,
         on_progress=bar,
     )
     try:
-        result = pipeline.run(plan.todo, total=len(plan.todo))
+        outcome = batch.run()
     finally:
         bar.close()
         hook.close()
-    summary = summarize(plan, result, writer)
-    if result.fatal is not None:
-        summary["fatal"] = str(result.fatal)
+    summary = outcome.summary
+    if outcome.result is not None and outcome.result.fatal is not None:
+        summary["fatal"] = str(outcome.result.fatal)
     return summary
 
 
@@ -147,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=None if args.quiet else 2))
     if "fatal" in summary:
         return 3
-    return 1 if summary["failed"] else 0
+    return 1 if summary.get("failed") else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,7 @@ from linkai_provider.exceptions import (
     UnreadableFileError,
 )
 from linkai_provider.formats import content_type as content_type_for
+from linkai_provider.scheduler import PRIORITY_FILE, RequestScheduler
 
 DEFAULT_BASE_URL = "https://api.linkai.cloud"
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
@@ -233,12 +234,17 @@ class LinkAIHook(BaseHook):
         content_type: str | None = None,
         extra_fields: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
+        gate: RequestScheduler | None = None,
+        priority: int = PRIORITY_FILE,
     ) -> Transcription:
         """Upload one audio file and return its transcript.
 
         ``file`` is a path, bytes, an open binary file, or a callable that opens one. The file is
         streamed in 64 KiB chunks (never read whole) and re-read from its start on each retry.
         Transient errors are retried per the retry policy; setting ``cancel`` stops further tries.
+        With ``gate`` (the batch's :class:`~linkai_provider.scheduler.RequestScheduler`) every attempt
+        waits for a slot and reports how it ended, so the batch adapts its concurrency; no slot is
+        held while a retry waits.
 
         :raises LinkAIError: a subclass that says what went wrong; ``attempts`` tells how many tries.
         """
@@ -253,7 +259,7 @@ class LinkAIHook(BaseHook):
         try:
             ctype = content_type or content_type_for(name)
             text = self.retry_policy.call(
-                lambda: self._send_once(reader, name, ctype, fields, attempts),
+                lambda: self._send_once(reader, name, ctype, fields, attempts, gate, priority),
                 cancel=cancel,
                 on_retry=self._log_retry(name),
             )
@@ -280,19 +286,30 @@ class LinkAIHook(BaseHook):
         ctype: str,
         fields: Mapping[str, str],
         attempts: AttemptLog,
+        gate: RequestScheduler | None = None,
+        priority: int = PRIORITY_FILE,
     ) -> str:
+        ticket = gate.acquire(priority) if gate is not None else None  # SchedulerCancelled: never sent
         attempts.count += 1
         if attempts.first_sent is None:
             attempts.first_sent = time.monotonic()
+        error: BaseException | None = None
         try:
-            response = self.client.post(
-                self.config.endpoint,
-                files={"file": (filename, cast(IO[bytes], reader), ctype)},
-                data=dict(fields),
-            )
-        except httpx.TransportError as exc:
-            raise translate_transport_error(exc, self._redact) from exc
-        return parse_response(response, self._redact)
+            try:
+                response = self.client.post(
+                    self.config.endpoint,
+                    files={"file": (filename, cast(IO[bytes], reader), ctype)},
+                    data=dict(fields),
+                )
+            except httpx.TransportError as exc:
+                raise translate_transport_error(exc, self._redact) from exc
+            return parse_response(response, self._redact)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if gate is not None and ticket is not None:
+                gate.release(ticket, error)
 
     def _log_retry(self, name: str) -> Callable[[tenacity.RetryCallState], None]:
         def before_sleep(state: tenacity.RetryCallState) -> None:

@@ -122,3 +122,38 @@ def _info_duration(info: bytes) -> float | None:
         elif element_id == _DURATION and len(value) in (4, 8):
             duration = struct.unpack(">f" if len(value) == 4 else ">d", value)[0]
     return duration * scale / 1e9 if duration and duration > 0 else None
+
+
+def demux_duration(fh: IO[bytes]) -> float | None:
+    """Seconds of audio by demuxing (no decoding) with PyAV, for formats whose header does not say
+    (MPEG program streams); ``None`` without PyAV or if the stream does not demux. Reads the file."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        fh.seek(0)
+        with av.open(fh, mode="r") as container:
+            stream = next(iter(container.streams.audio), None)
+            if stream is None:
+                return None
+            end = 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.duration and packet.time_base is not None:
+                    end = max(end, float((packet.pts + packet.duration) * packet.time_base))
+            start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+            return end - start if end > start else None
+    except Exception as exc:
+        log.debug("no duration by demuxing: %s", exc)
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            fh.seek(0)
+
+
+def measure_duration(fh: IO[bytes], audio_format: str) -> float | None:
+    """The header's duration, else PyAV's by demuxing (MPEG program streams); leaves ``fh`` at 0."""
+    seconds = probe_duration(fh, audio_format)
+    if seconds is None and audio_format == "mpeg":
+        seconds = demux_duration(fh)
+    return seconds

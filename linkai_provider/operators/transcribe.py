@@ -2,56 +2,26 @@
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowException
-from airflow.sdk import Asset, BaseOperator
+from airflow.exceptions import AirflowException, AirflowProviderDeprecationWarning
+from airflow.sdk import BaseOperator
 
-from linkai_provider.dataset import TranscriptWriter
+from linkai_provider.batch import DEFAULT_MAX_FILE_SIZE_BYTES, Batch, BatchOptions, BatchOutcome, WriterIdentity
 from linkai_provider.exceptions import PartialBatchError
 from linkai_provider.hooks.linkai import LinkAIHook
-from linkai_provider.io.sources import Listing, list_audio
-from linkai_provider.io.storage import resolve
-from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
-from linkai_provider.planning import plan_batch, summarize
+from linkai_provider.lineage import emit_transcript_events, set_default_outlets
+from linkai_provider.lineage import openlineage_name as openlineage_name  # re-exported
+from linkai_provider.lineage import transcript_asset as transcript_asset  # re-exported
+from linkai_provider.pipeline import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES
+from linkai_provider.planning import Budget
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-DEFAULT_MAX_FILE_SIZE_BYTES = 100 * 1024 * 1024
-
-
-def transcript_asset(destination: str) -> Asset:
-    """The Asset of a transcript dataset: ``destination`` cut before its first templated or
-    ``key=value`` (Hive partition) segment, so every daily partition updates one Asset."""
-    kept: list[str] = []
-    scheme, sep, rest = destination.partition("://")
-    if not sep:
-        scheme, rest = "file", destination
-    for segment in rest.rstrip("/").split("/"):
-        if "{{" in segment or "{%" in segment or re.fullmatch(r"[^=/]+=[^/]*", segment):
-            break
-        kept.append(segment)
-    path = "/".join(kept)
-    if not path.strip("/"):
-        raise ValueError(f"cannot derive an Asset from destination {destination!r}: pass outlets= explicitly")
-    if scheme == "file" and not path.startswith("/"):
-        raise ValueError(f"destination {destination!r} must be an absolute path or a URL")
-    return Asset(f"{scheme}://{path}")
-
-
-def openlineage_name(url: str) -> tuple[str, str]:
-    """(namespace, name) per the OpenLineage naming spec: ``s3://bucket`` + key, ``file`` + path."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "file", url.rstrip("/") or "/"
-    if scheme in ("file", "local"):
-        return "file", "/" + rest.lstrip("/").rstrip("/")
-    bucket, _, key = rest.partition("/")
-    return f"{scheme}://{bucket}", key.rstrip("/") or "/"
 
 
 class TranscribeAudioOperator(BaseOperator):
@@ -66,18 +36,33 @@ class TranscribeAudioOperator(BaseOperator):
     :param linkai_conn_id: connection of type ``linkai`` (base URL and API key).
     :param source_conn_id: connection for the source's storage credentials. (templated)
     :param destination_conn_id: connection for the destination's storage credentials. (templated)
-    :param max_concurrency: requests in flight at once.
-    :param max_file_size_bytes: larger files are recorded as failed and never uploaded (None: no limit).
+    :param max_concurrency: the most requests in flight at once: a ceiling. Under 429s (and 503s) the
+        operator sends fewer at once and climbs back while answers are clean.
+    :param max_file_size_bytes: larger files are recorded as failed and never read (None: no limit);
+        a guard against accidents, 2 GiB by default so multi-hour recordings go through.
+    :param max_upload_bytes: the most one request carries (default 25 MiB). A longer recording is
+        split into pieces at silences, sent concurrently and joined in order into its one row. A 413
+        for a smaller upload means the API's limit is lower: the budget shrinks for the rest of the batch.
+    :param max_chunk_seconds: the longest piece sent (default 600 s), for APIs that limit duration,
+        and so that one long file's pieces run in parallel.
+    :param split_long_audio: False: a file over ``max_upload_bytes`` is a failed row, never sent.
+    :param piece_format: encoding of pieces: ``ogg`` (Opus), ``flac`` or ``mp3`` (default: the
+        splitter's measured choice, see the long-recordings docs).
+    :param dry_run: list and plan as a real run would; log and return what would be sent (files,
+        bytes, audio seconds, files of unknown duration, files that would be split); send and write nothing.
+    :param max_files: send at most this many files this run, in listing order; the rest are held
+        back for the next run (incremental).
+    :param max_audio_seconds: likewise, by audio duration: files are taken in listing order until
+        the next one would pass the budget. A file whose duration cannot be read is held back.
     :param extra_fields: form fields sent with every upload, over the connection's (e.g. ``language``). (templated)
     :param fail_on_partial_error: fail the task (after writing every row) if any file failed.
     :param fail_on_empty_source: fail the task if the source holds no audio file.
     :param incremental: skip files that already have an ``ok`` row for their current fingerprint.
     :param incremental_scope: dataset folder checked for ``ok`` rows; default ``destination``. Point it
         at the dataset root to skip files done on any earlier day. (templated)
-    :param checkpoint_rows: write a part file after this many finished rows ...
-    :param checkpoint_seconds: ... or this many seconds, whichever comes first. A killed worker loses
-        at most the rows not yet checkpointed plus the requests in flight; those files are sent
-        again by the next try (incremental), so these two bound what a crash can cost in credits.
+    :param checkpoint_rows: deprecated, ignored: every finished row is journaled within moments
+        and a task try leaves exactly one part file.
+    :param checkpoint_seconds: deprecated, ignored (see ``checkpoint_rows``).
     :param timeout: per-request timeout in seconds, over the connection's.
     :param max_retries: retries of transient errors, over the connection's.
     :param progress_interval: seconds between progress log lines.
@@ -105,28 +90,47 @@ class TranscribeAudioOperator(BaseOperator):
         destination_conn_id: str | None = None,
         max_concurrency: int = 8,
         max_file_size_bytes: int | None = DEFAULT_MAX_FILE_SIZE_BYTES,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS,
+        split_long_audio: bool = True,
+        piece_format: str | None = None,
+        dry_run: bool = False,
+        max_files: int | None = None,
+        max_audio_seconds: float | None = None,
         extra_fields: Mapping[str, Any] | None = None,
         fail_on_partial_error: bool = True,
         fail_on_empty_source: bool = False,
         incremental: bool = True,
         incremental_scope: str | None = None,
-        checkpoint_rows: int = 100,
-        checkpoint_seconds: float = 30.0,
+        checkpoint_rows: int | None = None,
+        checkpoint_seconds: float | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and isinstance(destination, str):
-            try:
-                kwargs["outlets"] = [transcript_asset(destination)]
-            except ValueError:
-                pass  # fully templated destination: the DAG author declares outlets
+        set_default_outlets(kwargs, destination)  # an AssetAlias: one event only when rows were written
         super().__init__(**kwargs)
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_file_size_bytes is not None and max_file_size_bytes < 1:
-            raise ValueError(f"max_file_size_bytes must be positive or None, got {max_file_size_bytes}")
+        if checkpoint_rows is not None or checkpoint_seconds is not None:
+            warnings.warn(
+                "checkpoint_rows/checkpoint_seconds are deprecated and ignored: every finished row is "
+                "journaled within moments and each task try leaves one part file",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+        # Validated here so a DAG with a bad value fails to import, not at 3 a.m.
+        self.batch_options = BatchOptions(
+            max_concurrency=max_concurrency,
+            max_file_size_bytes=max_file_size_bytes,
+            max_upload_bytes=max_upload_bytes,
+            max_chunk_seconds=max_chunk_seconds,
+            split_long_audio=split_long_audio,
+            piece_format=piece_format,
+            incremental=incremental,
+            dry_run=dry_run,
+            budget=Budget(max_files=max_files, max_audio_seconds=max_audio_seconds),
+            progress_interval=progress_interval,
+        )
         self.source = source
         self.destination = destination
         self.linkai_conn_id = linkai_conn_id
@@ -134,17 +138,22 @@ class TranscribeAudioOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.max_concurrency = max_concurrency
         self.max_file_size_bytes = max_file_size_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.max_chunk_seconds = max_chunk_seconds
+        self.split_long_audio = split_long_audio
+        self.piece_format = piece_format
+        self.is_dry_run = dry_run  # not ``dry_run``: that is BaseOperator.dry_run(), which renders templates
+        self.max_files = max_files
+        self.max_audio_seconds = max_audio_seconds
         self.extra_fields = extra_fields
         self.fail_on_partial_error = fail_on_partial_error
         self.fail_on_empty_source = fail_on_empty_source
         self.incremental = incremental
         self.incremental_scope = incremental_scope
-        self.checkpoint_rows = checkpoint_rows
-        self.checkpoint_seconds = checkpoint_seconds
         self.timeout = timeout
         self.max_retries = max_retries
         self.progress_interval = progress_interval
-        self._pipeline: TranscriptionPipeline | None = None
+        self._batch: Batch | None = None
         self._killed = False
 
     @cached_property
@@ -158,44 +167,44 @@ class TranscribeAudioOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         config = self.hook.config  # a connection without a key fails here, before any I/O
-        listing = list_audio(self.source, self.source_conn_id)
-        writer = self._writer(context)
-        writer.check_writable()  # fail before spending a single credit
-        plan = plan_batch(listing, self._incremental_scope())
-        self.log.info(
-            "Found %d file(s): %d to send, %d already transcribed, %d not audio",
-            listing.found,
-            len(plan.todo),
-            plan.already_done,
-            len(listing.unsupported),
-        )
-        self._pipeline = pipeline = TranscriptionPipeline(
+        ti = context["ti"]
+        options = dataclasses.replace(self.batch_options, extra_fields=dict(self.extra_fields or {}))
+        self._batch = batch = Batch(
             self.hook,
-            writer,
-            max_concurrency=self.max_concurrency,
-            max_file_size_bytes=self.max_file_size_bytes,
-            extra_fields=self.extra_fields,
+            source=self.source,
+            destination=self.destination,
+            source_conn_id=self.source_conn_id,
+            destination_conn_id=self.destination_conn_id,
+            incremental_scope=self.incremental_scope,
+            identity=WriterIdentity.new(
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+                run_id=ti.run_id,
+                map_index=ti.map_index,
+                try_number=ti.try_number,
+            ),
             row_context=self._row_context(context, config.base_url),
-            progress_interval=self.progress_interval,
+            options=options,
             logger=self.log,
         )
-        if self._killed:  # SIGTERM came while listing: send nothing
-            pipeline.cancel.set()
+        if self._killed:
+            batch.stop()
         try:
-            result = pipeline.run(plan.todo, total=len(plan.todo))
+            outcome = batch.run()
         finally:
             self.hook.close()
-        summary = summarize(plan, result, writer)
+        summary = outcome.summary
         self.log.info("Summary: %s", summary)
-        self._raise_for(result, listing)
+        self._raise_for(outcome)
+        emit_transcript_events(self, context, summary)
         return summary
 
     def on_kill(self) -> None:
-        """SIGTERM (task timeout, "mark failed"): send nothing more; execute() then writes every
-        finished row before the task ends."""
+        """SIGTERM (task timeout, "mark failed"): send nothing more; execute() then journals and
+        compacts every finished row before the task ends."""
         self._killed = True
-        if self._pipeline is not None:
-            self._pipeline.cancel.set()
+        if self._batch is not None:
+            self._batch.stop()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the source folders or files as given; output: the transcript dataset folder."""
@@ -209,23 +218,6 @@ class TranscribeAudioOperator(BaseOperator):
         )
 
     # -- the parts execute wires together ---------------------------------------------------------
-    def _writer(self, context: Context) -> TranscriptWriter:
-        fs, root = resolve(self.destination, self.destination_conn_id)
-        ti = context["ti"]
-        run = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ti.run_id))[:80]
-        return TranscriptWriter(
-            fs,
-            root,
-            part_prefix=f"part-{run}-m{ti.map_index}-t{ti.try_number}",
-            checkpoint_rows=self.checkpoint_rows,
-            checkpoint_seconds=self.checkpoint_seconds,
-        )
-
-    def _incremental_scope(self) -> tuple[Any, str] | None:
-        if not self.incremental:
-            return None
-        return resolve(self.incremental_scope or self.destination, self.destination_conn_id)
-
     def _row_context(self, context: Context, endpoint: str) -> dict[str, Any]:
         ti = context["ti"]
         return {
@@ -237,14 +229,17 @@ class TranscribeAudioOperator(BaseOperator):
             "try_number": ti.try_number,
         }
 
-    def _raise_for(self, result: BatchResult, listing: Listing) -> None:
+    def _raise_for(self, outcome: BatchOutcome) -> None:
+        result = outcome.result
+        if result is None:  # dry run
+            return
         if result.fatal is not None:
             raise result.fatal
         if self._killed:
             raise AirflowException(
                 f"Stopped by SIGTERM: {result.not_sent} file(s) not sent; the {result.done} finished are written"
             )
-        if self.fail_on_empty_source and not listing.files:
+        if self.fail_on_empty_source and not outcome.listing.files:
             raise FileNotFoundError(f"source {self.source!r} holds no audio file of the ten formats")
         if result.failed and self.fail_on_partial_error:
             reasons = "; ".join(f"{uri}: {why}" for uri, why in result.failures[:5])

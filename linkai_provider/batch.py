@@ -1,0 +1,209 @@
+"""One batch from start to end, shared by the operator and the CLI.
+
+list the source → read what is done (parts and journals) → plan within the budgets → open the journal
+(adopting rows of writers that died) → send through the pipeline → compact the journal into one part
+→ summary. A dry run stops after planning: it reads, but sends and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from linkai_provider.dataset import completed_keys
+from linkai_provider.hooks.linkai import LinkAIHook
+from linkai_provider.io.sources import Listing, list_audio
+from linkai_provider.io.storage import resolve
+
+try:
+    from linkai_provider.journal import Journal, WriterIdentity
+except ImportError:  # TEMPORARY until the journal lands (same tree, parallel work): remove with _interim
+    from linkai_provider._interim import Journal, WriterIdentity  # type: ignore[assignment]
+from linkai_provider.pipeline import (
+    DEFAULT_MAX_CHUNK_SECONDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    BatchResult,
+    TranscriptionPipeline,
+)
+from linkai_provider.planning import Budget, Plan, dry_run_report, plan_batch, summarize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_FILE_SIZE_BYTES = 2 * 1024**3  # a guard against accidents; a 3-hour 16 kHz WAV is ~350 MB
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    max_concurrency: int = 8
+    max_file_size_bytes: int | None = DEFAULT_MAX_FILE_SIZE_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS
+    split_long_audio: bool = True
+    piece_format: str | None = None
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
+    incremental: bool = True
+    dry_run: bool = False
+    budget: Budget = Budget()
+    progress_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_file_size_bytes is not None and self.max_file_size_bytes < 1:
+            raise ValueError(f"max_file_size_bytes must be positive or None, got {self.max_file_size_bytes}")
+        if self.max_upload_bytes < 1:
+            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
+        if self.max_chunk_seconds <= 0:
+            raise ValueError(f"max_chunk_seconds must be positive, got {self.max_chunk_seconds}")
+
+
+@dataclass
+class BatchOutcome:
+    summary: dict[str, Any]
+    plan: Plan
+    result: BatchResult | None  # None for a dry run
+
+    @property
+    def listing(self) -> Listing:
+        return self.plan.listing
+
+
+class Batch:
+    """Wires the parts for one run; ``stop()`` (SIGTERM) may be called from another thread."""
+
+    def __init__(
+        self,
+        hook: LinkAIHook,
+        *,
+        source: str | Sequence[str],
+        destination: str,
+        identity: WriterIdentity,
+        row_context: Mapping[str, Any],
+        options: BatchOptions,
+        source_conn_id: str | None = None,
+        destination_conn_id: str | None = None,
+        incremental_scope: str | None = None,
+        logger: Any = log,
+        on_progress: Callable[[BatchResult, TranscriptionPipeline], None] | None = None,
+    ) -> None:
+        self.hook, self.source, self.destination, self.identity = hook, source, destination, identity
+        self.row_context, self.options = dict(row_context), options
+        self.source_conn_id, self.destination_conn_id = source_conn_id, destination_conn_id
+        self.incremental_scope, self.log, self.on_progress = incremental_scope, logger, on_progress
+        self.pipeline: TranscriptionPipeline | None = None
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def run(self) -> BatchOutcome:
+        opts = self.options
+        listing = list_audio(self.source, self.source_conn_id)
+        fs, root = resolve(self.destination, self.destination_conn_id)
+        destination = fs.unstrip_protocol(root)
+        if opts.dry_run:
+            return self._dry_run(listing, destination)
+        journal = Journal(fs, root, self.identity, logger=self.log)
+        journal.check_writable()  # fail before spending a single credit
+        plan = plan_batch(listing, self._done(), opts.budget)
+        self._log_plan(plan)
+        pipeline = self.pipeline = TranscriptionPipeline(
+            self.hook,
+            journal,
+            max_concurrency=opts.max_concurrency,
+            max_file_size_bytes=opts.max_file_size_bytes,
+            max_upload_bytes=opts.max_upload_bytes,
+            max_chunk_seconds=opts.max_chunk_seconds,
+            split_long_audio=opts.split_long_audio,
+            piece_format=opts.piece_format,
+            extra_fields=opts.extra_fields,
+            row_context=self.row_context,
+            progress_interval=opts.progress_interval,
+            hold=journal.healthy,
+            logger=self.log,
+            on_progress=self._progress_callback(),
+        )
+        journal.on_fatal = pipeline.stop  # rows that cannot be stored must not be paid for
+        if self.stopped:  # SIGTERM came while listing: send nothing
+            pipeline.stop()
+        journal.open()
+        try:
+            result = pipeline.run(plan.todo, total=len(plan.todo))
+        finally:
+            compacted, close_error = self._close(journal)
+        if close_error is not None and result.fatal is None:
+            result.fatal = close_error
+        summary = summarize(
+            plan,
+            result,
+            destination,
+            rows_written=compacted.rows if compacted else 0,
+            rows_adopted=compacted.adopted_rows if compacted else 0,
+            parts_written=1 if compacted and compacted.part else 0,
+        )
+        if plan.held_back:
+            self.log.info(
+                "Held back %d file(s) for the next run by the budget (max_files=%s, max_audio_seconds=%s)",
+                len(plan.held_back),
+                opts.budget.max_files,
+                opts.budget.max_audio_seconds,
+            )
+        return BatchOutcome(summary, plan, result)
+
+    def _progress_callback(self) -> Callable[[BatchResult], None] | None:
+        report = self.on_progress
+        if report is None:
+            return None
+        return lambda result: report(result, self.pipeline) if self.pipeline is not None else None
+
+    def _close(self, journal: Journal) -> tuple[Any, BaseException | None]:
+        """Compact the journal into this try's one part; a failure is returned, not raised, so the
+        batch's own error (if any) still wins and nothing journaled is lost (the next run adopts it)."""
+        try:
+            return journal.close(), None
+        except Exception as exc:
+            self.log.error("Could not compact the journal into a part file: %s", exc)
+            return None, exc
+
+    def _done(self) -> set[tuple[str, str]] | None:
+        if not self.options.incremental:
+            return None
+        scope_fs, scope_root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
+        return completed_keys(scope_fs, scope_root)
+
+    def _log_plan(self, plan: Plan) -> None:
+        self.log.info(
+            "Found %d file(s): %d to send, %d already transcribed, %d held back by the budget, %d not audio",
+            plan.listing.found,
+            len(plan.todo),
+            plan.already_done,
+            len(plan.held_back),
+            len(plan.listing.unsupported),
+        )
+
+    def _dry_run(self, listing: Listing, destination: str) -> BatchOutcome:
+        opts = self.options
+        plan = plan_batch(listing, self._done(), opts.budget, probe=True)
+        self._log_plan(plan)
+        report = dry_run_report(
+            plan,
+            max_upload_bytes=opts.max_upload_bytes,
+            max_chunk_seconds=opts.max_chunk_seconds,
+            split=opts.split_long_audio,
+        )
+        self.log.info(
+            "Dry run: would send %d file(s), %d bytes, %.1f s of audio (%d of unknown duration); %d would be "
+            "split into pieces; %d held back by the budget. Nothing was sent or written.",
+            report["would_send"],
+            report["would_send_bytes"],
+            report["would_send_audio_seconds"],
+            report["unknown_duration"],
+            report["would_split"],
+            len(plan.held_back),
+        )
+        summary = summarize(plan, None, destination, dry_run=True, **report)
+        return BatchOutcome(summary, plan, None)
