@@ -5,13 +5,19 @@ Order of work for ``POST /v1/audio/transcriptions`` (each step can answer early)
 1. authenticate the Bearer key (401) -- before any body byte is read, so a client can probe a
    key cheaply and a stranger cannot make the server spool or decode anything;
 2. refuse an oversized ``Content-Length`` (413) -- again before reading;
-3. draw the fault decision (after auth, so faults never mask a 401);
-4. stream the multipart body to disk with the size limit (413 the moment it is crossed, 400
+3. admit the request under ``--max-in-flight`` (429 with ``Retry-After`` at once when the
+   limit is reached; the slot is held until the answer is sent);
+4. draw the fault decision (after auth, so faults never mask a 401);
+5. stream the multipart body to disk with the size limit (413 the moment it is crossed, 400
    for a malformed body);
-5. wait the injected latency (``asyncio.sleep``: other requests go on), answer an injected fault;
-6. validate: a ``file`` part, not empty, content sniffed as one of the ten formats, a known
-   ``language`` (400);
-7. recognise in the bounded worker pool and answer ``{"text": ...}``.
+6. wait the injected latency (``asyncio.sleep``: other requests go on), answer an injected fault;
+7. validate: a ``file`` part, not empty, content sniffed as one of the ten formats, audio not
+   longer than ``--max-audio-seconds``, a known ``language`` (400);
+8. wait ``--latency-ms-per-audio-second`` times the audio's duration, recognise in the bounded
+   worker pool and answer ``{"text": ...}`` (with ``X-LinkAI-Audio-Seconds`` when known).
+
+An upload over ``--max-upload-bytes`` (steps 2 and 5) is answered in the ``--too-large-style``:
+the error envelope, or the HTML page nginx sends as a front proxy.
 """
 
 from __future__ import annotations
@@ -36,17 +42,26 @@ from starlette.routing import Route
 
 from linkai_provider import __version__
 from linkai_provider.server.audio import ACCEPTED_EXTENSIONS, describe_content, sniff
-from linkai_provider.server.config import ServerConfig
+from linkai_provider.server.config import ServerConfig, check_max_in_flight
 from linkai_provider.server.connections import abort_connection
+from linkai_provider.server.duration import audio_duration
 from linkai_provider.server.engines import AudioDecodeError, Engine, Job, UnsupportedLanguageError
 from linkai_provider.server.errors import ApiError, envelope_bytes
 from linkai_provider.server.faults import Fault, FaultInjector
 from linkai_provider.server.stats import Stats
-from linkai_provider.server.upload import FORM_OVERHEAD_BYTES, Upload, receive_upload, too_large
+from linkai_provider.server.upload import FORM_OVERHEAD_BYTES, TooLargeError, Upload, receive_upload, too_large
 
-__all__ = ["TRANSCRIPTIONS_PATH", "ServerState", "create_app"]
+__all__ = ["AUDIO_SECONDS_HEADER", "NGINX_413_BODY", "TRANSCRIPTIONS_PATH", "ServerState", "create_app"]
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+#: Response header of a successful transcription: the audio duration the server measured.
+AUDIO_SECONDS_HEADER = "X-LinkAI-Audio-Seconds"
+#: What nginx answers for a body over ``client_max_body_size`` (``--too-large-style nginx``).
+NGINX_413_BODY = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -71,6 +86,12 @@ class ServerState:
             self.injector = FaultInjector(self.config.faults)
         self._credits_spent = 0
         self._credits_lock = threading.Lock()
+        #: The live ``--max-in-flight`` (``POST /_linkai/config`` changes it).
+        self.max_in_flight: int | None = self.config.max_in_flight
+
+    def settings(self) -> dict[str, Any]:
+        """The settings ``POST /_linkai/config`` can change, as they are now."""
+        return {"max_in_flight": self.max_in_flight}
 
     def spend_credit(self) -> bool:
         """Reserve one recognition against ``--credits``; False once the balance is spent."""
@@ -116,9 +137,9 @@ class _Answer:
         """Send the status line and headers only (the fallback way to break a response)."""
         await self._send({"type": "http.response.start", "status": status, "headers": []})
 
-    async def json(self, status: int, payload: Any) -> None:
+    async def json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        await self.raw(status, body, "application/json")
+        await self.raw(status, body, "application/json", headers)
 
     async def error(self, err: ApiError) -> None:
         await self.raw(err.status, envelope_bytes(err.status, err.message), "application/json", err.headers)
@@ -137,10 +158,12 @@ class TranscriptionEndpoint:
         upload: Upload | None = None
         outcome: str | None = None
         started = time.perf_counter()
+        admitted = False
         state.stats.request_started()
         try:
             self._authenticate(request)
             self._check_content_length(request)
+            admitted = self._admit()
             assert state.injector is not None
             decision = state.injector.decide(request.headers)
             upload = await receive_upload(
@@ -157,16 +180,22 @@ class TranscriptionEndpoint:
                 raise ApiError(406)
             else:
                 try:
-                    text, seconds = await self._recognise(upload)
+                    text, seconds, audio_seconds = await self._recognise(upload)
                 except BaseException:
                     state.refund_credit()  # only a recognised file costs a credit
                     raise
-                await answer.json(200, {"text": text})
-                state.stats.transcribed(upload.sha256, seconds)
+                headers = {AUDIO_SECONDS_HEADER: f"{audio_seconds:.3f}"} if audio_seconds is not None else None
+                await answer.json(200, {"text": text}, headers)
+                state.stats.transcribed(upload.sha256, seconds, audio_seconds)
         except _Dropped:
             outcome = "dropped"
         except ClientDisconnect:
             outcome = "client-disconnected"  # nobody to answer
+        except TooLargeError as err:
+            if state.config.too_large_style == "nginx":
+                await answer.raw(413, NGINX_413_BODY, "text/html")
+            else:
+                await answer.error(err)
         except ApiError as err:
             await answer.error(err)
         except Exception:  # a bug, not the client's fault: answer 500 in the envelope, keep serving
@@ -177,6 +206,8 @@ class TranscriptionEndpoint:
             body_bytes = upload.body_bytes if upload is not None else 0
             if upload is not None:
                 upload.cleanup()
+            if admitted:
+                state.stats.release()
             state.stats.request_finished(answer.status, body_bytes, outcome=outcome)
             access_log.info(
                 "%s %s %s in=%dB out=%dB %.1fms",
@@ -203,6 +234,19 @@ class TranscriptionEndpoint:
             matched |= hmac.compare_digest(key.encode(), candidate.encode())
         if not matched:
             raise ApiError(401, "Authentication failed, please check if your API Key is correct")
+
+    def _admit(self) -> bool:
+        """Take an in-flight slot; 429 with ``Retry-After`` at once when none is free."""
+        state = self.state
+        limit = state.max_in_flight
+        if state.stats.try_admit(limit):
+            return True
+        raise ApiError(
+            429,
+            f"Too many requests: {limit} requests are already in progress, the most this API accepts "
+            "at once; please retry later",
+            headers={"Retry-After": str(state.config.faults.retry_after)},
+        )
 
     def _check_content_length(self, request: Request) -> None:
         raw = request.headers.get("content-length")
@@ -232,8 +276,11 @@ class TranscriptionEndpoint:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             raise ApiError(fault.status, headers=headers)
 
-    async def _recognise(self, upload: Upload) -> tuple[str, float]:
-        """Validate the upload and run the engine; return the text and the seconds it took."""
+    async def _recognise(self, upload: Upload) -> tuple[str, float, float | None]:
+        """Validate the upload and run the engine.
+
+        :return: the text, the engine's seconds, and the audio's duration (``None``: unknown).
+        """
         state = self.state
         if not upload.has_file:
             raise ApiError(400, "Invalid request format: missing multipart field 'file'")
@@ -248,10 +295,19 @@ class TranscriptionEndpoint:
                 f"Invalid request format: {name!r} is not a supported audio file (content is "
                 f"{describe_content(upload.head)}); supported formats: {', '.join(ACCEPTED_EXTENSIONS)}",
             )
+        audio_seconds = await asyncio.to_thread(audio_duration, upload.path, family)
+        limit = state.config.max_audio_seconds
+        if audio_seconds is not None and limit is not None and audio_seconds > limit:
+            raise ApiError(
+                400, f"Audio too long: {audio_seconds:.1f} s; this API accepts at most {limit:g} s per request"
+            )
         try:
             language = state.engine.check_language(upload.fields.get("language"))
         except UnsupportedLanguageError as exc:
             raise ApiError(400, str(exc)) from exc
+        per_second = state.config.latency_ms_per_audio_second
+        if per_second > 0 and audio_seconds is not None:
+            await asyncio.sleep(per_second * audio_seconds / 1000.0)
         job = Job(upload.path, family, upload.size, upload.sha256, language)
         started = time.perf_counter()
         try:
@@ -262,7 +318,7 @@ class TranscriptionEndpoint:
                 text = state.engine.transcribe(job)
         except AudioDecodeError as exc:
             raise ApiError(400, str(exc)) from exc
-        return text, time.perf_counter() - started
+        return text, time.perf_counter() - started, audio_seconds
 
 
 def create_app(config: ServerConfig, engine: Engine) -> Starlette:
@@ -270,8 +326,34 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
     state = ServerState(config=config, engine=engine)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__, "auth": not config.no_auth,
-                             "max_upload_bytes": config.max_upload_bytes, **engine.info()})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "auth": not config.no_auth,
+                "max_upload_bytes": config.max_upload_bytes,
+                "max_in_flight": state.max_in_flight,
+                "retry_after": config.faults.retry_after,
+                "latency_ms_per_audio_second": config.latency_ms_per_audio_second,
+                "max_audio_seconds": config.max_audio_seconds,
+                "too_large_style": config.too_large_style,
+                **engine.info(),
+            }
+        )
+
+    async def get_config(request: Request) -> Response:
+        return JSONResponse(state.settings())
+
+    async def set_config(request: Request) -> Response:
+        try:
+            changes = _parse_settings(await request.body())
+        except ApiError as err:
+            body = envelope_bytes(err.status, err.message)
+            return Response(body, status_code=err.status, media_type="application/json")
+        if "max_in_flight" in changes:
+            state.max_in_flight = changes["max_in_flight"]
+            log.info("max_in_flight set to %s", state.max_in_flight)
+        return JSONResponse(state.settings())
 
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats.snapshot())
@@ -302,9 +384,49 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/_linkai/stats", stats, methods=["GET"]),
             Route("/_linkai/stats/reset", reset_stats, methods=["POST"]),
+            Route("/_linkai/config", get_config, methods=["GET"]),
+            Route("/_linkai/config", set_config, methods=["POST"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.linkai = state
     return app
+
+
+#: Settings ``POST /_linkai/config`` accepts, each with its validator.
+_SETTABLE: dict[str, Callable[[Any], Any]] = {"max_in_flight": check_max_in_flight}
+
+
+def _parse_settings(body: bytes) -> dict[str, Any]:
+    """The validated settings of a ``POST /_linkai/config`` body.
+
+    :raises ApiError: 400 naming what is wrong (not JSON, not an object, an unknown setting, a
+        bad value).
+    """
+    example = 'e.g. {"max_in_flight": 3} (null for no limit)'
+    if not body.strip():
+        raise ApiError(400, f"Invalid request format: the config body is empty; send {example}")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(
+            400, f"Invalid request format: the config body is not valid JSON ({exc}); send {example}"
+        ) from None
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__ if payload is not None else "null"
+        raise ApiError(400, f"Invalid request format: the config body must be a JSON object, {example}; got {kind}")
+    unknown = sorted(set(payload) - set(_SETTABLE))
+    if unknown:
+        raise ApiError(
+            400,
+            f"Invalid request format: unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"settable: {', '.join(_SETTABLE)}",
+        )
+    changes: dict[str, Any] = {}
+    for name, value in payload.items():
+        try:
+            changes[name] = _SETTABLE[name](value)
+        except ValueError as exc:
+            raise ApiError(400, f"Invalid request format: {exc}") from None
+    return changes

@@ -96,8 +96,13 @@ def describe_content(head: bytes) -> str:
         return "text"
     except UnicodeDecodeError:
         pass
-    for magic, name in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF"),
-                        (b"PK\x03\x04", "a ZIP archive"), (b"FORM", "an IFF/AIFF file")):
+    for magic, name in (
+        (b"\x89PNG", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"%PDF", "a PDF"),
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"FORM", "an IFF/AIFF file"),
+    ):
         if sample.startswith(magic):
             return name
     return "unrecognised binary data"

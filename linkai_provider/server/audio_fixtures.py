@@ -31,13 +31,17 @@ only when a clip is not cached yet.
 
 from __future__ import annotations
 
+import array
 import hashlib
+import math
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unicodedata
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream
 
-__all__ = ["AUDIO_FORMATS", "AudioFixtureError", "normalize_words", "synthesize", "word_error_rate"]
+__all__ = ["AUDIO_FORMATS", "AudioFixtureError", "normalize_words", "synthesize", "tone", "word_error_rate"]
 
 #: The ten formats of the API, in the order of its documentation.
 AUDIO_FORMATS: tuple[str, ...] = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "amr")
@@ -121,6 +125,40 @@ def synthesize(text: str, dest: Path, fmt: str, voice: str = "en") -> Path:
             shutil.copyfile(encoded, staging)
             os.replace(staging, cached)
     shutil.copyfile(cached, dest)
+    return dest
+
+
+def tone(dest: Path, fmt: str, seconds: float, frequency: float = 440.0) -> Path:
+    """Write ``seconds`` of a sine tone to ``dest`` encoded as ``fmt`` (no espeak-ng needed).
+
+    For tests about durations (long recordings, duration limits): any length, in any of the
+    ten formats, encoded like :func:`synthesize`'s clips. A WAV is exactly ``seconds`` long
+    (16 kHz PCM); lossy encoders pad or trim by a frame or so (tens of milliseconds).
+
+    :raises AudioFixtureError: the needed encoder is unavailable.
+    """
+    fmt = fmt.lower()
+    if fmt not in AUDIO_FORMATS:
+        raise ValueError(f"unknown audio format {fmt!r}; expected one of {', '.join(AUDIO_FORMATS)}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rate = 16000
+    count = round(seconds * rate)
+    step = 2 * math.pi * frequency / rate
+    samples = array.array("h", (int(8000 * math.sin(step * i)) for i in range(count)))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    with tempfile.TemporaryDirectory(prefix="linkai-tone-") as tmp:
+        wav = Path(tmp) / "tone.wav" if fmt != "wav" else dest
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(samples.tobytes())
+        if fmt != "wav":
+            _encode(wav, dest, fmt)
     return dest
 
 

@@ -15,7 +15,9 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_PORT",
+    "TOO_LARGE_STYLES",
     "ServerConfig",
+    "check_max_in_flight",
     "is_loopback",
     "keys_from_env",
 ]
@@ -24,6 +26,19 @@ API_KEYS_ENV = "LINKAI_SERVER_API_KEYS"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+TOO_LARGE_STYLES: tuple[str, ...] = ("envelope", "nginx")
+
+
+def check_max_in_flight(value: object) -> int | None:
+    """``value`` if it is a valid ``max_in_flight`` (an integer >= 1, or ``None`` for no limit).
+
+    :raises ValueError: naming the bad value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_in_flight must be an integer >= 1 or null (no limit), got {value!r}")
+    return value
 
 
 def keys_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -52,6 +67,16 @@ class ServerConfig:
     :param max_upload_bytes: largest accepted ``file``; larger is a 413.
     :param workers: recognitions run at the same time; more requests wait their turn.
     :param spool_dir: where uploads are spooled (default: the system temp folder).
+    :param max_in_flight: transcription requests admitted at once (after authentication, from
+        arrival until answered); one more is answered 429 with ``Retry-After`` at once. ``None``:
+        no limit. Changeable while running through ``POST /_linkai/config``.
+    :param latency_ms_per_audio_second: extra latency per second of uploaded audio, on top of
+        ``latency_ms``, before a recognition (like a real API, whose answer takes longer for
+        longer audio).
+    :param max_audio_seconds: longest accepted audio; longer is a 400 "Audio too long".
+    :param too_large_style: how an upload over ``max_upload_bytes`` is answered: ``envelope``
+        (413 with the JSON error envelope) or ``nginx`` (413 with nginx's HTML page, as a
+        front proxy answers).
     """
 
     host: str = DEFAULT_HOST
@@ -65,6 +90,10 @@ class ServerConfig:
     beam_size: int = 5
     model_dir: Path | None = None
     spool_dir: Path | None = None
+    max_in_flight: int | None = None
+    latency_ms_per_audio_second: float = 0.0
+    max_audio_seconds: float | None = None
+    too_large_style: str = "envelope"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -79,6 +108,17 @@ class ServerConfig:
             raise ValueError("workers must be at least 1")
         if self.engine not in ("whisper", "digest"):
             raise ValueError(f"unknown engine {self.engine!r}; choose 'whisper' or 'digest'")
+        check_max_in_flight(self.max_in_flight)
+        if not self.latency_ms_per_audio_second >= 0:
+            raise ValueError(
+                f"latency_ms_per_audio_second must be a number >= 0, got {self.latency_ms_per_audio_second!r}"
+            )
+        if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
+            raise ValueError(f"max_audio_seconds must be a positive number of seconds, got {self.max_audio_seconds!r}")
+        if self.too_large_style not in TOO_LARGE_STYLES:
+            raise ValueError(
+                f"unknown too_large_style {self.too_large_style!r}; choose one of {', '.join(TOO_LARGE_STYLES)}"
+            )
 
     @classmethod
     def from_options(cls, **options: Any) -> ServerConfig:

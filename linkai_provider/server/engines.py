@@ -146,8 +146,7 @@ class WhisperEngine:
             )
             self._resolved_dir = resolved
             self._languages = frozenset(_LANGUAGE_CODES)
-            log.info("whisper model loaded from %s (%d workers x %d threads)", resolved, self.workers,
-                     self.cpu_threads)
+            log.info("whisper model loaded from %s (%d workers x %d threads)", resolved, self.workers, self.cpu_threads)
 
     def check_language(self, language: str | None) -> str | None:
         if not language or not language.strip():

@@ -85,8 +85,12 @@ class FaultConfig:
     def active(self) -> bool:
         """Whether any random fault or latency is configured."""
         return bool(
-            self.latency_ms or self.latency_jitter_ms or self.fail_503_rate or self.rate_limit_rate
-            or self.drop_rate or self.envelope_200_rate
+            self.latency_ms
+            or self.latency_jitter_ms
+            or self.fail_503_rate
+            or self.rate_limit_rate
+            or self.drop_rate
+            or self.envelope_200_rate
         )
 
 

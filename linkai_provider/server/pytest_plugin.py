@@ -9,12 +9,14 @@ Registered through the ``pytest11`` entry point, so any project with
     counts requests.
 ``linkai_server_factory`` (function scope)
     ``linkai_server_factory(**options)`` starts a server with its own options (fault
-    injection, limits, ``engine="whisper"``; ``process=True`` for a child process); every
-    server it started is stopped when the test ends.
+    injection, limits such as ``max_in_flight=4``, ``latency_ms_per_audio_second=250``,
+    ``max_audio_seconds=600``, ``too_large_style="nginx"``, ``engine="whisper"``;
+    ``process=True`` for a child process); every server it started is stopped when the test
+    ends.
 
 Both give a :class:`~linkai_provider.server.testing.LinkAIServerHandle`: ``.url``,
 ``.api_key``, ``.stats()``, ``.reset_stats()``, ``.airflow_conn_uri``,
-``.airflow_conn_json``, ``.airflow_conn_env()``, ``.stop()``::
+``.airflow_conn_json``, ``.airflow_conn_env()``, ``.configure(max_in_flight=...)``, ``.stop()``::
 
     def test_retries_503(linkai_server_factory, monkeypatch):
         server = linkai_server_factory(allow_fault_header=True, fail_503_rate=0.5, seed=1)

@@ -17,7 +17,9 @@ Two ways, one handle API (:class:`LinkAIServerHandle`):
         assert server.stats()["by_status"]["503"] > 0
 
 Keyword options are the server's flags with underscores (``latency_ms``, ``drop_rate``,
-``allow_fault_header``, ``max_upload_bytes``, ...). This module imports only the standard
+``allow_fault_header``, ``max_upload_bytes``, ``max_in_flight``, ``latency_ms_per_audio_second``,
+``max_audio_seconds``, ``too_large_style``, ...); ``handle.configure(max_in_flight=2)`` changes
+the in-flight limit of a running server. This module imports only the standard
 library; the server itself is imported when one is started.
 """
 
@@ -38,8 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["LinkAIServerHandle", "ProcessServerHandle", "ThreadServerHandle", "start_server",
-           "start_server_process"]
+__all__ = ["LinkAIServerHandle", "ProcessServerHandle", "ThreadServerHandle", "start_server", "start_server_process"]
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 
@@ -105,11 +106,38 @@ class LinkAIServerHandle:
     def healthz(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 
+    def config(self) -> dict[str, Any]:
+        """``GET /_linkai/config``: the settings that can change while running, e.g. ``max_in_flight``."""
+        return self._call("GET", "/_linkai/config")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """``POST /_linkai/config``: change settings while the server runs; returns them as now in effect.
+
+        ``configure(max_in_flight=2)`` tightens the in-flight limit, ``configure(max_in_flight=None)``
+        lifts it. Requests already admitted finish; the new limit applies to requests arriving next.
+
+        :raises ValueError: the server refused the settings (its message says why).
+        """
+        try:
+            return self._call("POST", "/_linkai/config", payload=settings)
+        except urllib.error.HTTPError as exc:
+            message = exc.read().decode("utf-8", "replace")
+            try:
+                message = json.loads(message)["message"]
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise ValueError(f"linkai-server refused {settings!r}: {message}") from None
+
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _call(self, method: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+    def _call(self, method: str, path: str, timeout: float = 10.0, payload: Any = None) -> dict[str, Any]:
+        data = None
+        if method == "POST":
+            data = json.dumps(payload).encode() if payload is not None else b""
+        request = urllib.request.Request(self.url + path, method=method, data=data)
+        if payload is not None:
+            request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
@@ -146,8 +174,7 @@ class ProcessServerHandle(LinkAIServerHandle):
     :ivar log_path: the server's stdout and stderr.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, api_key: str | None, engine: str,
-                 workdir: Path):
+    def __init__(self, process: subprocess.Popen[bytes], url: str, api_key: str | None, engine: str, workdir: Path):
         super().__init__(url, api_key, engine)
         self.process = process
         self.pid = process.pid
@@ -198,7 +225,8 @@ def start_server(
     :param options: further server options: ``latency_ms``, ``latency_jitter_ms``,
         ``fail_503_rate``, ``rate_limit_rate``, ``retry_after``, ``drop_rate``,
         ``envelope_200_rate``, ``seed``, ``allow_fault_header``, ``credits``, ``max_upload_bytes``, ``workers``,
-        ``cpu_threads``, ``beam_size``, ``model_dir``, ``spool_dir``, ``api_keys``, ``no_auth``.
+        ``cpu_threads``, ``beam_size``, ``model_dir``, ``spool_dir``, ``api_keys``, ``no_auth``,
+        ``max_in_flight``, ``latency_ms_per_audio_second``, ``max_audio_seconds``, ``too_large_style``.
     """
     from linkai_provider.server.config import ServerConfig
     from linkai_provider.server.runner import ServerThread
@@ -234,8 +262,19 @@ def start_server_process(
         api_key = _new_key()
     workdir = Path(tempfile.mkdtemp(prefix="linkai-server-"))
     ready = workdir / "ready.json"
-    cmd = [sys.executable, "-m", "linkai_provider.server", "--engine", engine, "--host", host,
-           "--port", str(port), "--ready-file", str(ready)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "linkai_provider.server",
+        "--engine",
+        engine,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--ready-file",
+        str(ready),
+    ]
     for name, value in flags.items():
         if value is None or value is False:
             continue

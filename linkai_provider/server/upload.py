@@ -24,7 +24,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from linkai_provider.server.errors import ApiError
 
-__all__ = ["FORM_OVERHEAD_BYTES", "Upload", "human_bytes", "receive_upload", "too_large"]
+__all__ = ["FORM_OVERHEAD_BYTES", "TooLargeError", "Upload", "human_bytes", "receive_upload", "too_large"]
 
 #: Allowance for multipart framing and small fields on top of the file size limit.
 FORM_OVERHEAD_BYTES = 1024 * 1024
@@ -67,9 +67,13 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover - loop always returns
 
 
-def too_large(limit: int) -> ApiError:
+class TooLargeError(ApiError):
+    """The upload is over ``--max-upload-bytes`` (answered in the ``--too-large-style``)."""
+
+
+def too_large(limit: int) -> TooLargeError:
     """The 413 answer; its message states the limit so users know what to change."""
-    return ApiError(413, f"File too large: the upload limit is {limit} bytes ({human_bytes(limit)})")
+    return TooLargeError(413, f"File too large: the upload limit is {limit} bytes ({human_bytes(limit)})")
 
 
 class _Collector:
