@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, Asset
+from airflow.sdk import DAG
 
+from linkai_provider.lineage import transcript_alias
 from linkai_provider.operators.transcribe import TranscribeAudioOperator
 
 env = os.environ.get
@@ -42,5 +43,6 @@ with DAG(
         incremental=env("LINKAI_TEST_INCREMENTAL", "1") == "1",
         checkpoint_rows=int(env("LINKAI_TEST_CHECKPOINT_ROWS", "100")),
         max_retries=int(env("LINKAI_TEST_MAX_RETRIES", "3")),
-        outlets=[Asset("file:///linkai-test/transcripts")],
+        # LINKAI_TEST_OUTLET: the dataset root whose Asset the task updates (through its alias); unset: none
+        outlets=[transcript_alias(env("LINKAI_TEST_OUTLET"))] if env("LINKAI_TEST_OUTLET") else [],
     )
