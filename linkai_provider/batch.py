@@ -107,6 +107,7 @@ class Batch:
         destination = fs.unstrip_protocol(root)
         if opts.dry_run:
             return self._dry_run(listing, destination)
+        _sweep_split_workdirs(self.log)
         journal = Journal(fs, root, self.identity, logger=self.log)
         journal.check_writable()  # fail before spending a single credit
         plan = plan_batch(listing, self._done(), opts.budget)
@@ -207,3 +208,14 @@ class Batch:
         )
         summary = summarize(plan, None, destination, dry_run=True, **report)
         return BatchOutcome(summary, plan, None)
+
+
+def _sweep_split_workdirs(logger: Any) -> None:
+    """Temp folders of pieces left by a SIGKILLed task on this machine (SIGTERM cleans up itself)."""
+    try:
+        from linkai_provider.io.workdirs import sweep_stale_workdirs
+    except ImportError:  # no [audio] extra: nothing was ever split here
+        return
+    removed = sweep_stale_workdirs()
+    if removed:
+        logger.info("Removed %d temporary folder(s) of pieces left by killed tasks", removed)

@@ -227,12 +227,18 @@ class RecordingTranscriber:
 
     # -- pieces -----------------------------------------------------------------------------------
     def _split(self, file: AudioFile, row: dict[str, Any], started: float) -> Outcome:
-        from linkai_provider.io import splitting
-
         try:
+            from linkai_provider.io import splitting
+
             splitting.require_av()
         except ImportError as exc:
-            return self._failed(row, UnreadableFileError(str(exc)), started)
+            reason = (
+                f"needs splitting ({file.size} bytes, over {self.budget.bytes}), but {exc}"
+                if "airflow-provider-linkai[audio]" in str(exc)
+                else f"needs splitting, which needs PyAV and numpy ({exc}): "
+                "pip install 'airflow-provider-linkai[audio]'"
+            )
+            return self._failed(row, UnreadableFileError(reason), started)
         try:
             with splitting.spill_to_local(file.fs, file.path) as local:
                 row["content_sha256"] = _sha256_of(local)  # what identifies the recording that was cut
