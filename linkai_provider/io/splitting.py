@@ -210,10 +210,10 @@ class AudioSplitter:
         if piece_format not in PIECE_FORMATS:
             raise ValueError(f"piece_format must be one of {', '.join(PIECE_FORMATS)}, not {piece_format!r}")
         rate = PIECE_ENCODINGS[piece_format].bytes_per_second
-        if max_piece_bytes < HEADER_ALLOWANCE + 2 * MIN_PIECE_S * rate:
+        if max_piece_bytes < HEADER_ALLOWANCE + MIN_PIECE_S * rate:
             raise ValueError(
                 f"max_piece_bytes={max_piece_bytes} is too small for {piece_format} pieces: "
-                f"at least {int(HEADER_ALLOWANCE + 2 * MIN_PIECE_S * rate)} bytes are needed"
+                f"at least {int(HEADER_ALLOWANCE + MIN_PIECE_S * rate)} bytes are needed"
             )
         if max_piece_seconds < 2 * MIN_PIECE_S:
             raise ValueError(f"max_piece_seconds must be at least {2 * MIN_PIECE_S:g}, not {max_piece_seconds}")
@@ -320,14 +320,18 @@ class _Run:
                     f"{self.s.max_piece_bytes} cannot hold a {MIN_PIECE_S:g} s piece"
                 )
             final = False  # the re-cut leaves audio after it
-            self.s._log.info("%s: piece %d was %d bytes, over the limit; cutting it shorter", self.label,
-                             self.index, size)
+            self.s._log.info(
+                "%s: piece %d was %d bytes, over the limit; cutting it shorter", self.label, self.index, size
+            )
         start_s = pending.start / SAMPLE_RATE
         end_s = (pending.start + end) / SAMPLE_RATE
         if not silent:
             self.s._log.warning(
                 "%s: no silence between %.1f s and %.1f s; cut at its quietest point, %.2f s (a word may be cut)",
-                self.label, searched_from, start_s + limit / 50, end_s,
+                self.label,
+                searched_from,
+                start_s + limit / 50,
+                end_s,
             )
         piece = Piece(self.index, start_s, end_s, dest, size, fmt, silent)
         pending.drop(end)

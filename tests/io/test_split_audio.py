@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import wave
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from linkai_provider.io.pcm import SAMPLE_RATE, decode_pcm
+from linkai_provider.io.splitting import AudioSplitter
 
 SENTENCES = (
     "the quick brown fox jumps over the lazy dog",
@@ -46,8 +49,14 @@ class Recording:
         return self.samples.size / SAMPLE_RATE
 
 
-def join_sentences(texts: list[str], cache: Path, *, seed: int = 0, pause_s: tuple[float, float] = (0.8, 1.5),
-                   noise_dbfs: float | None = None) -> Recording:
+def join_sentences(
+    texts: list[str],
+    cache: Path,
+    *,
+    seed: int = 0,
+    pause_s: tuple[float, float] = (0.8, 1.5),
+    noise_dbfs: float | None = None,
+) -> Recording:
     """The sentences in order with random pauses between them (and a pause first and last).
 
     ``noise_dbfs`` adds white noise at that level everywhere, as a room would.
@@ -78,3 +87,40 @@ def write_wav(path: Path, samples: np.ndarray, *, repeat: int = 1) -> Path:
         for _ in range(repeat):
             out.writeframes(samples.astype("<i2").tobytes())
     return path
+
+
+# --- the ten formats in -------------------------------------------------------------------------
+
+TEN_FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "amr")
+
+
+@pytest.fixture(scope="module")
+def short_meeting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recording, Path]:
+    """About 25 s of sentences and pauses, as a 16 kHz WAV to re-encode."""
+    folder = tmp_path_factory.mktemp("ten-formats")
+    rec = join_sentences([SENTENCES[i % len(SENTENCES)] for i in range(6)], folder, seed=11)
+    return rec, write_wav(folder / "meeting.wav", rec.samples)
+
+
+@pytest.mark.parametrize("fmt", TEN_FORMATS)
+def test_every_api_format_splits_at_the_pauses(fmt: str, short_meeting, tmp_path: Path) -> None:
+    from linkai_provider.server.audio_fixtures import _encode  # the repo's encoders for the ten formats
+
+    rec, wav = short_meeting
+    source = tmp_path / f"meeting.{fmt}"
+    if fmt == "wav":
+        source.write_bytes(wav.read_bytes())
+    else:
+        _encode(wav, source, fmt)
+    with AudioSplitter(max_piece_bytes=10**6, max_piece_seconds=8, piece_format="flac", workdir=str(tmp_path)) as sp:
+        pieces = list(sp.split(str(source)))
+    assert len(pieces) >= 3
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+    assert all(after.start_s == before.end_s for before, after in pairwise(pieces))
+    assert pieces[0].start_s == 0.0
+    # Lossy codecs pad or trim a frame or two at the ends (AAC priming, AMR's 20 ms frames).
+    assert pieces[-1].end_s == pytest.approx(rec.duration_s, abs=0.1)
+    assert all(p.cut_in_silence and p.duration_s <= 8 for p in pieces)
+    for piece in pieces[:-1]:
+        # Encoder delay shifts the audio by a few ms; sentence bounds get 50 ms of slack for it.
+        assert not [(a, b) for a, b in rec.spans if a - 0.05 < piece.end_s < b + 0.05], (fmt, piece)
