@@ -3,7 +3,8 @@
 A dataset is a folder (optionally Hive-partitioned, ``dt=YYYY-MM-DD/``) of Parquet part files.
 Parts are written whole and atomically: on local disk to a hidden temporary name and then renamed,
 on object stores as one PUT. Readers (DuckDB, pandas, Polars, Spark, Athena, BigQuery) never see a
-half-written part, and tools that list a dataset skip names starting with ``.`` or ``_``.
+half-written part, and tools that list a dataset skip names starting with ``.`` or ``_``: rows not yet
+compacted into a part wait in journals under ``_linkai/`` (see :mod:`linkai_provider.staging`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fsspec import AbstractFileSystem
 
 from linkai_provider import __version__
 from linkai_provider.io.storage import is_local
+from linkai_provider.staging import scan
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 PART_SUFFIX = ".parquet"
 READ_BATCH = 32  # remote parts fetched at once while planning
+_LIST_ATTEMPTS = 5
 
 
 def utcnow() -> datetime:
@@ -148,33 +151,49 @@ def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old state or the whole part
+        _fsync_dir(directory)
     else:
         fs.pipe_file(path, data)  # one PUT: an object store shows the whole object or nothing
 
 
+def _fsync_dir(directory: str) -> None:
+    """Make a rename durable (a power cut could otherwise undo it); not possible on every OS."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish_file(fs: AbstractFileSystem, local_path: str, path: str) -> None:
+    """Move a finished local file to ``path`` atomically: a rename on local disk (``local_path`` must
+    be on the same filesystem), an upload on object stores (one PUT, or a multipart upload, which
+    also appears whole when it completes)."""
+    if is_local(fs):
+        with open(local_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(local_path, path)
+        _fsync_dir(os.path.dirname(path))
+    else:
+        fs.put_file(local_path, path)
+
+
 def part_files(fs: AbstractFileSystem, root: str) -> list[str]:
     """Every visible ``*.parquet`` under ``root`` (hidden and ``_``-prefixed names skipped)."""
-    root = root.rstrip("/")
-    try:
-        if not fs.isdir(root):
-            return []
-        found = fs.find(root)
-    except FileNotFoundError:
-        return []
-    keep = []
-    for path in found:
-        rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
-        if path.endswith(PART_SUFFIX) and not any(p.startswith((".", "_")) for p in rel.split("/")):
-            keep.append(path)
-    return sorted(keep)
+    return sorted(scan(fs, root).parts)
 
 
 def _tables(
     fs: AbstractFileSystem, files: list[str], columns: list[str] | None, filters: Any = None
 ) -> Iterator[pa.Table]:
-    """The parts as tables. Remote parts are fetched whole, a batch at a time (fsspec fetches a batch
-    concurrently), and parsed from memory: pyarrow's own reads through an s3fs wrapper left threads
-    behind that could abort the process at exit."""
+    """The parts (or journal segments) as tables. Remote files are fetched whole, a batch at a time
+    (fsspec fetches a batch concurrently), and parsed from memory: pyarrow's own reads through an
+    s3fs wrapper left threads behind that could abort the process at exit."""
     if is_local(fs):
         for path in files:
             yield pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA)
@@ -186,17 +205,33 @@ def _tables(
 
 
 def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:
-    """``(source_uri, source_fingerprint)`` of every ``ok`` row under ``root``; reads three columns only."""
-    keys: set[tuple[str, str]] = set()
+    """``(source_uri, source_fingerprint)`` of every ``ok`` row under ``root`` (any depth), in visible
+    parts and in every journal, alive or dead: a row answered before a kill, or by a writer still
+    running, is never sent again. Reads two columns of the ok rows only."""
     ok = [("status", "=", STATUS_OK)]
-    for table in _tables(fs, part_files(fs, root), ["source_uri", "source_fingerprint"], ok):
-        keys.update(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
-    return keys
+    for attempt in range(_LIST_ATTEMPTS):
+        listing = scan(fs, root)
+        keys: set[tuple[str, str]] = set()
+        try:
+            for table in _tables(fs, [*listing.parts, *listing.segments()], ["source_uri", "source_fingerprint"], ok):
+                keys.update(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+        except FileNotFoundError:
+            # A journal was compacted and deleted while we read it: its rows are in a part now.
+            if attempt == _LIST_ATTEMPTS - 1:
+                raise
+            continue
+        return keys
+    raise AssertionError("unreachable")
 
 
-def read_rows(fs: AbstractFileSystem, root: str, columns: Iterable[str] | None = None) -> pa.Table:
-    """The whole dataset as one table (for tests and small summaries; analytics should use DuckDB)."""
-    tables = list(_tables(fs, part_files(fs, root), list(columns) if columns else None))
+def read_rows(
+    fs: AbstractFileSystem, root: str, columns: Iterable[str] | None = None, *, journals: bool = False
+) -> pa.Table:
+    """The visible dataset as one table (for tests and small summaries; analytics should use DuckDB).
+    ``journals=True`` adds the rows still in journals (what a reader does not see yet)."""
+    listing = scan(fs, root)
+    files = sorted(listing.parts) + (listing.segments() if journals else [])
+    tables = list(_tables(fs, files, list(columns) if columns else None))
     if not tables:
         return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(list(columns))
     return pa.concat_tables(tables)
