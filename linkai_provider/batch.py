@@ -17,10 +17,7 @@ from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
 
-try:
-    from linkai_provider.journal import Journal, WriterIdentity
-except ImportError:  # TEMPORARY until the journal lands (same tree, parallel work): remove with _interim
-    from linkai_provider._interim import Journal, WriterIdentity  # type: ignore[assignment]
+from linkai_provider.journal import Journal, WriterIdentity
 from linkai_provider.pipeline import (
     DEFAULT_MAX_CHUNK_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -142,9 +139,9 @@ class Batch:
             plan,
             result,
             destination,
-            rows_written=compacted.rows if compacted else 0,
-            rows_adopted=compacted.adopted_rows if compacted else 0,
-            parts_written=1 if compacted and compacted.part else 0,
+            rows_written=compacted.rows if compacted else 0,  # own rows and those adopted from dead writers
+            journals_adopted=len(compacted.adopted) if compacted else 0,
+            parts_written=1 if compacted and compacted.part_url else 0,
         )
         if plan.held_back:
             self.log.info(

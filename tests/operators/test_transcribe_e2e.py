@@ -59,7 +59,7 @@ def test_local_folder_all_formats(tmp_path, speech, linkai_conn):
         "concurrency_min": summary["concurrency_min"],
         "parts_written": 1,
         "rows_written": 11,
-        "rows_adopted": 0,
+        "journals_adopted": 0,
     }
     assert 1 <= summary["concurrency_min"] <= summary["concurrency"] <= 8
     # DuckDB reads the dataset as is, Hive partition included

@@ -1,0 +1,241 @@
+"""Long recordings end to end: split at silences, pieces sent concurrently through the batch's one
+scheduler, joined into one row; the upload limit learned from 413s; a duration limit; remote sources.
+
+Against linkai-server (digest engine: each piece's text is ``sha256:<hex> bytes:<n>`` of the piece as
+uploaded, so the server's counters and the row's segments can be matched piece by piece).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from linkai_provider import cli
+from linkai_provider.dataset import read_rows
+from tests.io.test_split_audio import SENTENCES, join_sentences, write_wav
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64} bytes:(\d+)")
+
+
+@pytest.fixture(scope="module")
+def meeting(tmp_path_factory):
+    """About three minutes of sentences with known pauses, as a 16 kHz WAV (5.6 MB)."""
+    folder = tmp_path_factory.mktemp("meeting")
+    rec = join_sentences([SENTENCES[i % len(SENTENCES)] for i in range(48)], folder, seed=3)
+    (folder / "in").mkdir()
+    return rec, write_wav(folder / "in" / "board-meeting.wav", rec.samples)
+
+
+def transcribe(capsys, server, source, dest, *flags: str) -> dict:
+    import os
+
+    os.environ["LINKAI_API_KEY"] = server.api_key
+    code = cli.main([str(source), str(dest), "--base-url", server.url, "-q", "--no-progress", *flags])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    summary["exit_code"], summary["log"] = code, captured.err
+    return summary
+
+
+def rows(dest) -> list[dict]:
+    import fsspec
+
+    return read_rows(fsspec.filesystem("file"), str(dest)).to_pylist()
+
+
+def in_a_pause(t: float, spans: list[tuple[float, float]]) -> bool:
+    """Whether ``t`` lies outside every sentence (strictly between two of them, or before/after all)."""
+    return all(not (start <= t <= end) for start, end in spans)
+
+
+def test_long_wav_is_split_at_pauses_into_one_ok_row(tmp_path, capsys, linkai_server_factory, meeting):
+    rec, wav = meeting
+    server = linkai_server_factory(latency_ms=50)
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--max-chunk-seconds", "40",
+                         "--max-concurrency", "8")  # fmt: skip
+
+    assert (summary["exit_code"], summary["transcribed"], summary["split"]) == (0, 1, 1)
+    [row] = rows(tmp_path / "out")
+    segments = row["segments"]
+    assert row["status"] == "ok" and row["chunks"] == len(segments) >= 5
+    # contiguous spans from 0 to the end, each at most max_chunk_seconds, every cut inside a pause
+    assert segments[0]["start_s"] == 0.0
+    assert abs(segments[-1]["end_s"] - rec.duration_s) < 0.05
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert before["end_s"] == after["start_s"]
+        assert in_a_pause(before["end_s"], rec.spans), before["end_s"]
+    assert all(s["end_s"] - s["start_s"] <= 40.0 for s in segments)
+    # one request per piece, every piece's text from the server, joined in order with single spaces
+    stats = server.stats()
+    assert stats["requests_total"] == stats["transcriptions_ok"] == row["chunks"] == summary["requests"]
+    assert [DIGEST.fullmatch(s["text"]) is not None for s in segments] == [True] * len(segments)
+    assert row["text"] == " ".join(s["text"] for s in segments)
+    piece_bytes = [int(DIGEST.fullmatch(s["text"]).group(1)) for s in segments]
+    assert max(piece_bytes) < wav.stat().st_size / 2  # Opus pieces: a fraction of the WAV
+    assert abs(row["audio_duration_s"] - rec.duration_s) < 0.05
+
+
+def test_413_with_an_html_page_teaches_a_lower_limit(tmp_path, capsys, linkai_server_factory, meeting):
+    """The API (behind an nginx-like proxy) takes at most 400 kB; the operator believes 25 MiB. The
+    first pieces get 413 with an HTML page: the budget shrinks, the file is split again, every later
+    upload fits, and no row ever carries the HTML."""
+    _, wav = meeting
+    server = linkai_server_factory(max_upload_bytes=400_000, too_large_style="nginx")
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--piece-format", "flac",
+                         "--max-upload-bytes", str(25 * 2**20))  # fmt: skip
+
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok", row["error_message"]
+    assert summary["transcribed"] == 1 and row["chunks"] >= 2
+    by_status = server.stats()["by_status"]
+    assert by_status.get("413", 0) >= 1 and by_status["200"] == row["chunks"]
+    assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= 400_000 for s in row["segments"])
+    assert summary["log"].count("its limit is lower") == 1  # said once, clearly, however many 413s
+    assert "<html" not in summary["log"].lower()
+
+
+def test_413_without_splitting_is_a_short_sentence(tmp_path, capsys, linkai_server_factory, meeting):
+    _, wav = meeting
+    server = linkai_server_factory(max_upload_bytes=400_000, too_large_style="nginx")
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--no-split")
+
+    [row] = rows(tmp_path / "out")
+    assert summary["failed"] == 1 and row["status"] == "failed"
+    assert row["error_type"] == "PayloadTooLargeError" and row["error_code"] == 413
+    assert row["error_message"] == f"the API refused the upload of {wav.stat().st_size} bytes as too large (HTTP 413)"
+    assert "<" not in row["error_message"]
+
+
+def test_a_duration_limit_is_met_by_max_chunk_seconds(tmp_path, capsys, linkai_server_factory, meeting):
+    rec, wav = meeting
+    server = linkai_server_factory(max_audio_seconds=60)
+
+    # Sent whole (5.6 MB is under the byte budget, 3 min under 600 s): the API's duration limit refuses it.
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "whole")
+    [row] = rows(tmp_path / "whole")
+    assert (summary["failed"], row["error_code"]) == (1, 400) and "too long" in row["error_message"].lower()
+
+    # With pieces of at most 50 s every request fits.
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "pieces", "--max-chunk-seconds", "50")
+    [row] = rows(tmp_path / "pieces")
+    assert row["status"] == "ok" and row["chunks"] >= 4
+    assert all(s["end_s"] - s["start_s"] <= 50 for s in row["segments"])
+
+
+def test_a_failed_piece_fails_the_row_and_names_the_piece(tmp_path, capsys, linkai_server_factory, meeting):
+    """A duration limit shorter than the pieces: the first refused piece makes the row failed, naming the
+    piece and its span, and the other pieces are not sent (the file goes again whole next run)."""
+    _, wav = meeting
+    server = linkai_server_factory(max_audio_seconds=20)
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--max-chunk-seconds", "40",
+                         "--max-concurrency", "1")  # fmt: skip
+
+    [row] = rows(tmp_path / "out")
+    assert summary["failed"] == 1 and row["status"] == "failed" and row["segments"] is None
+    assert re.match(r"piece 1 \(0\.0-\d+\.\d s\): .*too long", row["error_message"], re.IGNORECASE), row[
+        "error_message"
+    ]
+    assert server.stats()["requests_total"] == 1  # with one slot, nothing else of the file was sent
+
+
+TEN_FORMATS = ("mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm", "flac", "amr")
+PIECE_ENCODINGS = ("ogg", "flac", "mp3")
+
+
+@pytest.fixture(scope="module")
+def short_meeting_all_formats(tmp_path_factory):
+    """About 40 s of sentences and pauses, in each of the ten API formats (one folder per format)."""
+    from linkai_provider.server.audio_fixtures import _encode
+
+    folder = tmp_path_factory.mktemp("ten")
+    rec = join_sentences([SENTENCES[i % len(SENTENCES)] for i in range(10)], folder, seed=5)
+    wav = write_wav(folder / "meeting.wav", rec.samples)
+    sources = {}
+    for fmt in TEN_FORMATS:
+        (folder / fmt).mkdir()
+        target = folder / fmt / f"meeting.{fmt}"
+        if fmt == "wav":
+            target.write_bytes(wav.read_bytes())
+        else:
+            _encode(wav, target, fmt)
+        sources[fmt] = target
+    return rec, sources
+
+
+@pytest.mark.parametrize("fmt", TEN_FORMATS)
+def test_every_format_in_and_three_piece_encodings_out(fmt, tmp_path, capsys, linkai_server, short_meeting_all_formats):
+    rec, sources = short_meeting_all_formats
+    piece_format = PIECE_ENCODINGS[TEN_FORMATS.index(fmt) % 3]  # each encoding for three or four formats
+    linkai_server.reset_stats()
+    summary = transcribe(capsys, linkai_server, sources[fmt], tmp_path / "out", "--max-chunk-seconds", "12",
+                         "--piece-format", piece_format)  # fmt: skip
+
+    [row] = rows(tmp_path / "out")
+    assert (row["status"], summary["split"]) == ("ok", 1), row["error_message"]
+    assert row["chunks"] >= 3 and linkai_server.stats()["transcriptions_ok"] == row["chunks"]
+    assert row["segments"][-1]["end_s"] == pytest.approx(rec.duration_s, abs=0.15)
+    for seg in row["segments"][:-1]:  # encoder delay: 50 ms of slack at sentence bounds
+        assert not [(a, b) for a, b in rec.spans if a - 0.05 < seg["end_s"] < b + 0.05], (fmt, seg)
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_remote_long_recording_is_read_once_and_split(store, tmp_path, capsys, linkai_server, meeting, request):
+    rec, wav = meeting
+    if store == "s3":
+        fs, url = request.getfixturevalue("s3fs_factory")(), "s3://long-in"
+        conn = {"conn_type": "generic", "extra": {"client_kwargs": {"endpoint_url": request.getfixturevalue(
+            "moto_endpoint")}, "key": "testing", "secret": "testing"}}  # fmt: skip
+    else:
+        fs, url = request.getfixturevalue("gcsfs_factory")(), "gs://long-in"
+        conn = {"conn_type": "generic", "extra": {"endpoint_url": request.getfixturevalue("gcs_endpoint"),
+                                                  "token": "anon", "project": "test"}}  # fmt: skip
+    fs.mkdir(url.split("://")[1])
+    fs.put_file(str(wav), f"{url}/calls/board-meeting.wav")
+    request.getfixturevalue("conn_env")(remote_in=conn)
+    linkai_server.reset_stats()
+    import tempfile
+
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("linkai-split-*")}
+    summary = transcribe(capsys, linkai_server, f"{url}/calls/", tmp_path / "out", "--source-conn-id", "remote_in",
+                         "--max-chunk-seconds", "45")  # fmt: skip
+
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok" and row["source_uri"] == f"{url}/calls/board-meeting.wav"
+    assert row["chunks"] >= 4 and summary["split"] == 1
+    assert linkai_server.stats()["transcriptions_ok"] == row["chunks"]
+    # the spilled copy and the pieces are gone
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("linkai-split-*")} <= before
+
+
+def test_sigkill_mid_file_then_rerun_leaves_one_ok_row(tmp_path, linkai_server_factory, meeting):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    _, wav = meeting
+    server = linkai_server_factory(latency_ms=400)
+    env = {**os.environ, "LINKAI_API_KEY": server.api_key}
+    cmd = [sys.executable, "-m", "linkai_provider.cli", str(wav.parent), str(tmp_path / "out"), "--base-url",
+           server.url, "-q", "--no-progress", "--max-chunk-seconds", "15", "--max-concurrency", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while server.stats()["transcriptions_ok"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workdirs = [p for p in Path(tempfile.gettempdir()).glob(f"linkai-split-{proc.pid}-*")]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert workdirs and all(p.exists() for p in workdirs)  # a SIGKILL leaves its pieces behind...
+    assert not rows(tmp_path / "out") if (tmp_path / "out").exists() else True  # ...and no visible row
+
+    server.reset_stats()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [row] = [r for r in rows(tmp_path / "out")]
+    assert row["status"] == "ok" and row["chunks"] >= 12
+    assert not any(p.exists() for p in workdirs)  # ...which the next run sweeps
