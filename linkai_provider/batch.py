@@ -16,7 +16,6 @@ from linkai_provider.dataset import completed_keys
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
-
 from linkai_provider.journal import Journal, WriterIdentity
 from linkai_provider.pipeline import (
     DEFAULT_MAX_CHUNK_SECONDS,
