@@ -5,7 +5,7 @@ checked against its input file and the analytics summary against the transcript 
 from __future__ import annotations
 
 import json
-import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkai_provider.dataset import TranscriptWriter, read_rows
+from linkai_provider.lineage import transcript_alias
+from linkai_provider.operators.transcribe import TranscribeAudioOperator
 from tests.helpers import check_ok_rows, xcom_return
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,11 +32,6 @@ def ti_states(dag_run) -> dict[tuple[str, int], str]:
 
     with create_session() as session:
         return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
-
-
-def map_index_of(part: str) -> str:
-    """The map index in a part file's name (``part-<run>-m<map>-t<try>-<random>-<seq>.parquet``)."""
-    return re.search(r"-m(-?\d+)-t\d+-", part.rsplit("/", 1)[-1]).group(1)
 
 
 def day(ds: str) -> pendulum.DateTime:
@@ -144,12 +141,19 @@ def test_dag_shapes(example_dag, lake_env, tmp_path):
     transcribe = nightly.get_task("transcribe")
     assert transcribe.retries == 0  # LINKAI_TASK_RETRIES from the environment
     assert transcribe.retry_exponential_backoff
-    assert transcribe.destination == f"{asset_uri}/dt={{{{ ds }}}}/"
-    assert [a.uri for a in transcribe.outlets] == [asset_uri]
-    assert "{{ ds }}" in transcribe.source or "ds ~" in transcribe.source
+    run_day = "((dag_run.logical_date or dag_run.run_after) | ds)"
+    assert transcribe.destination == f"{asset_uri}/dt={{{{ {run_day} }}}}/"
+    assert run_day in transcribe.source
+    # an alias: the Asset gets an event only when rows were written (the operator's default outlet)
+    alias = transcript_alias(asset_uri)
+    assert transcribe.outlets == [alias]
+    assert TranscribeAudioOperator(task_id="x", source="/a", destination=transcribe.destination).outlets == [alias]
+    assert "dag-processor and every worker" in nightly.doc_md and "scheduler and workers" not in nightly.doc_md
 
     assert "Celery" in sharded.doc_md and "pool" in sharded.doc_md
-    assert [a.uri for a in sharded.get_task("transcribe").partial_kwargs["outlets"]] == [asset_uri]
+    assert sharded.get_task("transcribe").partial_kwargs["outlets"] == []  # no event per shard ...
+    assert sharded.get_task("report").outlets == [alias]  # ... one per run, from the step after them
+    assert [t.task_id for t in sharded.leaves] == ["all_shards_succeeded"]
 
     assert [a.uri for a in analytics.timetable.asset_condition.objects] == [asset_uri]
     assert [a.uri for a in analytics.get_task("summarize").outlets] == [lake.summary]
@@ -250,6 +254,7 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
         ("transcribe", 1): "success",
         ("transcribe", 2): "success",
         ("report", -1): "success",
+        ("all_shards_succeeded", -1): "success",
     }
     shards = xcom_return(run, "list_shards")
     assert sorted(uri for shard in shards for uri in shard) == sorted({**first, **later})
@@ -257,13 +262,12 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
     report = xcom_return(run, "report")
     assert (report["transcribed"], report["skipped"], report["failed"]) == (6, 4, 0)
     assert report["shards_reporting"] == 3
+    assert states[("all_shards_succeeded", -1)] == "success"
 
     partition = tmp_path / "lake" / "transcripts" / f"dt={ds}"
-    parts = sorted(p.name for p in partition.glob("*.parquet"))
-    assert {map_index_of(p) for p in parts} == {"0", "1", "2"}
     rows = local_rows(partition)
     check_ok_rows(rows, later, "linkai_sharded_transcription")
-    assert {r["map_index"] for r in rows} <= {0, 1, 2}
+    assert {r["map_index"] for r in rows} == {0, 1, 2}  # every shard wrote its own rows into the partition
 
 
 def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, tmp_path):
@@ -327,6 +331,104 @@ def _local_fs():
     return LocalFileSystem()
 
 
+# -- runs without a logical date, failed shards, Asset events (issue 11) --------------------------------
+
+
+def asset_events(uri: str) -> list[dict]:
+    """Every AssetEvent recorded for the Asset ``uri``: the source run and the extra."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+        return [
+            {"run_id": e.source_run_id, "dag_id": e.source_dag_id, "extra": e.extra} for e in session.scalars(query)
+        ]
+
+
+def test_manual_runs_without_logical_date_file_under_the_day_they_were_triggered(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path
+):
+    """Airflow 3's manual trigger has no logical date, so no `ds`: the run's day is its run_after (UTC)."""
+    triggered = pendulum.datetime(2026, 11, 21, 23, 30, tz="UTC")
+    lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    inputs = local_audio("2026-11-21")
+    local_audio("2026-11-22")  # the next day's folder is not this run's business
+
+    run = example_dag("linkai_nightly_transcription").test(logical_date=None, run_after=triggered)
+    assert run.logical_date is None
+    assert run.state == "success", ti_states(run)
+    check_ok_rows(
+        local_rows(tmp_path / "lake" / "transcripts" / "dt=2026-11-21"), inputs, "linkai_nightly_transcription"
+    )
+    assert sorted(p.name for p in (tmp_path / "lake" / "transcripts").iterdir()) == ["dt=2026-11-21"]
+
+    sharded = example_dag("linkai_sharded_transcription").test(
+        logical_date=None, run_after=triggered, run_conf={"shards": 2}
+    )
+    assert sharded.state == "success", ti_states(sharded)
+    assert xcom_return(sharded, "report")["transcribed"] == 10  # the 2026-11-22 files; 11-21 done already
+    assert len(local_rows(tmp_path / "lake" / "transcripts" / "dt=2026-11-21")) == 20
+
+
+def test_sharded_run_with_a_failed_shard_fails_and_still_reports(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
+):
+    ds = "2026-11-17"
+    lake = lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    local_audio(ds, sorted(speech.truth)[:3])
+    (local_audio.root / ds / "zz_broken.wav").write_text("this is not audio " * 20)
+
+    run = example_dag("linkai_sharded_transcription").test(logical_date=day(ds), run_conf={"shards": 2})
+    states = ti_states(run)
+    assert sorted(s for k, s in states.items() if k[0] == "transcribe") == ["failed", "success"]
+    assert states[("report", -1)] == "success"
+    assert states[("all_shards_succeeded", -1)] == "failed"
+    assert run.state == "failed"
+    report = xcom_return(run, "report")
+    assert (report["shards"], report["shards_reporting"]) == (2, 1)
+    # the good shard's rows are in the dataset and announced once; the failed shard's rows are written too
+    rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
+    assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
+    (event,) = asset_events(lake.transcripts)
+    assert event["run_id"] == run.run_id and event["extra"]["rows_written"] == report["rows_written"] > 0
+
+
+def test_one_asset_event_per_run_that_wrote_rows(example_dag, lake_env, linkai_conn, local_audio, tmp_path):
+    lake = lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    local_audio("2026-11-18")
+    local_audio("2026-11-19")
+    nightly = example_dag("linkai_nightly_transcription")
+    sharded = example_dag("linkai_sharded_transcription")
+
+    first = nightly.test(logical_date=day("2026-11-18"))
+    assert first.state == "success"
+    rerun = nightly.test(logical_date=day("2026-11-18"))  # sends nothing, writes nothing
+    assert rerun.state == "success" and xcom_return(rerun, "transcribe")["rows_written"] == 0
+    shards = sharded.test(logical_date=day("2026-11-19"), run_conf={"shards": 3})  # the other day's 10 files
+    assert shards.state == "success"
+    assert sorted(k[1] for k in ti_states(shards) if k[0] == "transcribe") == [0, 1, 2]
+    shards_again = sharded.test(logical_date=day("2026-11-20"), run_conf={"shards": 3})  # all done already
+    assert shards_again.state == "success" and xcom_return(shards_again, "report")["rows_written"] == 0
+
+    events = asset_events(lake.transcripts)
+    assert [(e["dag_id"], e["run_id"]) for e in events] == [
+        ("linkai_nightly_transcription", first.run_id),
+        ("linkai_sharded_transcription", shards.run_id),
+    ]
+    assert [e["extra"]["rows_written"] for e in events] == [10, 10]
+
+
+def test_report_adds_audio_seconds_without_float_noise(tmp_path):
+    module = runpy.run_path(str(REPO / "dags" / "linkai_sharded_transcription.py"))
+    shards = [{"audio_seconds": 27.509, "transcribed": 1}, None, {"audio_seconds": 36.689}, {"audio_seconds": 1.802}]
+    assert sum(s["audio_seconds"] for s in shards if s) == 66.00000000000001  # what the report used to print
+    total = module["add_up"](shards, 4)
+    assert repr(total["audio_seconds"]) == "66.0"
+    assert (total["transcribed"], total["shards"], total["shards_reporting"]) == (1, 4, 3)
+
+
 # -- S3 (moto server) -----------------------------------------------------------------------------------
 
 
@@ -384,12 +486,13 @@ def test_sharded_on_s3_with_fsspec_connection(
         ("transcribe", 0): "success",
         ("transcribe", 1): "success",
         ("report", -1): "success",
+        ("all_shards_succeeded", -1): "success",
     }
     fs.invalidate_cache()
-    parts = fs.find(f"{bucket}/transcripts/dt={ds}")
-    assert {map_index_of(p) for p in parts} == {"0", "1"}, parts
     rows = read_rows(fs, f"{bucket}/transcripts").to_pylist()
     check_ok_rows(rows, inputs, "linkai_sharded_transcription")
+    assert {r["map_index"] for r in rows} == {0, 1}
+    assert all(f"/dt={ds}/" in p for p in fs.find(f"{bucket}/transcripts"))
     assert xcom_return(run, "report")["transcribed"] == 10
 
 
