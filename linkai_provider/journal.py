@@ -55,7 +55,7 @@ class DestinationWriteError(OSError):
     ) -> None:  # fmt: skip
         self.destination, self.cause, self.what = destination, cause, what
         self.tries, self.seconds, self.rows_safe, self.rows_unstored = tries, seconds, rows_safe, rows_unstored
-        reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else cause
+        self.reason = reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else cause
         message = f"cannot write to {destination} ({what}): {reason} (after {tries} tries over {seconds:.0f} s)"
         if rows_safe:
             message += f"; {rows_safe} row(s) are safe in the journal, the next run makes them visible"
@@ -67,7 +67,7 @@ class DestinationWriteError(OSError):
         return str(self.args[0])
 
     def __reduce__(self) -> Any:  # keep the message across pickling; the cause may not pickle
-        return (_rebuild, (self.destination, str(self.cause), self.what, self.tries, self.seconds,
+        return (_rebuild, (self.destination, self.reason, self.what, self.tries, self.seconds,
                            self.rows_safe, self.rows_unstored))  # fmt: skip
 
 
@@ -264,14 +264,16 @@ class Journal:
             self._fail(DestinationWriteError(self.destination, exc, what="journal thread"))
 
     def _fail(self, exc: DestinationWriteError) -> None:
-        with self._cond:
-            self.error = exc
-            self._busy = 0
-            self._cond.notify_all()
         self.healthy.clear()
         self.log.error("%s", exc)
-        if self.on_fatal is not None:
-            self.on_fatal(exc)
+        try:
+            if self.on_fatal is not None:
+                self.on_fatal(exc)  # before waking flush(): the batch is cancelled by the time it raises
+        finally:
+            with self._cond:
+                self.error = exc
+                self._busy = 0
+                self._cond.notify_all()
 
     def _write_segment(self, rows: list[Mapping[str, Any]]) -> None:
         if time.monotonic() - self._last_beat > self.stale_after_seconds / 2:
@@ -335,7 +337,7 @@ class Journal:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_delay(self.write_retry_seconds) | tenacity.stop_when_event_set(self._abort),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.3),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.3),
             sleep=self._pause,
             before_sleep=failed,
             reraise=True,
