@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
-import pyarrow.parquet as pq
 import pytest
 
 from linkai_provider import dataset
