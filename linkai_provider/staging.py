@@ -235,6 +235,8 @@ def scan(fs: AbstractFileSystem, root: str) -> Listing:
             continue
         for i in range(len(parts) - 3):  # <folder>/_linkai/journal/<id>/<name>
             if parts[i] == STAGING and parts[i + 1] == "journal" and i + 3 == len(parts) - 1:
+                if parts[i + 3].startswith("."):
+                    break  # a write in progress (temporary file), not part of the journal yet
                 folder = "/".join([root, *parts[:i]]) if i else root
                 key = (folder, parts[i + 2])
                 listing.journals.setdefault(key, JournalFiles(folder, parts[i + 2])).files[parts[i + 3]] = size
@@ -274,9 +276,13 @@ def remove_journal(fs: AbstractFileSystem, root: str, writer_id: str) -> None:
             fs.rm(paths)
         except FileNotFoundError:  # another writer deleted the same garbage
             pass
+    _rmdir_local(fs, jf.dir)
+
+
+def _rmdir_local(fs: AbstractFileSystem, folder: str) -> None:
     if is_local(fs):
         try:
-            os.rmdir(jf.dir)
+            os.rmdir(folder)
         except OSError:  # not empty (a claim just arrived) or already gone: harmless either way
             pass
 
@@ -392,9 +398,12 @@ def adopt_dead(
             logger.info("Journal %s is already in a part (a kill after compaction): deleting it", wid)
             remove_journal(fs, root, wid)
         elif not jf.has_writer and not jf.segments:
-            others = [c for c in jf.claimants if c != me.writer_id]
-            if all(gone_reason(me, read_writer(fs, root, c), now, stale_after) for c in others):
-                remove_journal(fs, root, wid)  # only void claims left: nothing to adopt
+            # Only claims are left (their journal was compacted meanwhile): delete them once void.
+            # Nothing else is touched: a writer may be creating its journal here right now.
+            if all(gone_reason(me, read_writer(fs, root, c), now, stale_after) for c in jf.claimants):
+                for claimant in jf.claimants:
+                    _unclaim(fs, f"{jf.dir}/claim-{claimant}.json")
+                _rmdir_local(fs, jf.dir)
         elif reason := gone_reason(me, read_writer(fs, root, wid) if jf.has_writer else None, now, stale_after):
             logger.info("Journal %s: its writer is gone (%s)", wid, reason)
             candidates.append(wid)
