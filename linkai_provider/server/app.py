@@ -243,8 +243,7 @@ class TranscriptionEndpoint:
             return True
         raise ApiError(
             429,
-            f"Too many requests: {limit} requests are already in progress, the most this API accepts "
-            "at once; please retry later",
+            f"Too many concurrent requests: the limit is {limit} at once; please retry later",
             headers={"Retry-After": str(state.config.faults.retry_after)},
         )
 
@@ -307,7 +306,9 @@ class TranscriptionEndpoint:
             raise ApiError(400, str(exc)) from exc
         per_second = state.config.latency_ms_per_audio_second
         if per_second > 0 and audio_seconds is not None:
-            await asyncio.sleep(per_second * audio_seconds / 1000.0)
+            wait_s = per_second * audio_seconds / 1000.0
+            state.stats.audio_latency(wait_s)
+            await asyncio.sleep(wait_s)
         job = Job(upload.path, family, upload.size, upload.sha256, language)
         started = time.perf_counter()
         try:

@@ -52,6 +52,7 @@ class Stats:
             self._last_answer_at: float | None = None
             self._audio_s_ok = 0.0
             self._audio_unknown_ok = 0
+            self._audio_latency_s = 0.0
 
     def request_started(self) -> None:
         with self._lock:
@@ -96,6 +97,11 @@ class Stats:
         with self._lock:
             self._admitted -= 1
 
+    def audio_latency(self, seconds: float) -> None:
+        """``--latency-ms-per-audio-second`` made a request wait ``seconds``."""
+        with self._lock:
+            self._audio_latency_s += seconds
+
     def transcribed(self, sha256: str, seconds: float, audio_seconds: float | None = None) -> None:
         """Count a successful transcription (HTTP 200 with ``text``) of content ``sha256``.
 
@@ -137,5 +143,6 @@ class Stats:
                 ),
                 "audio_seconds_ok": round(self._audio_s_ok, 6),
                 "audio_unknown_ok": self._audio_unknown_ok,
+                "audio_latency_seconds": round(self._audio_latency_s, 6),
                 "since": self._started,
             }
