@@ -43,6 +43,7 @@ class BatchOptions:
     dry_run: bool = False
     budget: Budget = Budget()
     progress_interval: float = 10.0
+    adaptive: bool = True  # False: a fixed level of max_concurrency (benchmarks compare the two)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -121,6 +122,7 @@ class Batch:
             row_context=self.row_context,
             progress_interval=opts.progress_interval,
             hold=journal.healthy,
+            adaptive=opts.adaptive,
             logger=self.log,
             on_progress=self._progress_callback(),
         )

@@ -107,6 +107,7 @@ class TranscriptionPipeline:
         row_context: Mapping[str, Any] | None = None,
         progress_interval: float = 10.0,
         hold: threading.Event | None = None,
+        adaptive: bool = True,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
     ) -> None:
@@ -123,7 +124,9 @@ class TranscriptionPipeline:
         self.log = logger
         self.on_progress = on_progress
         self.cancel = threading.Event()
-        self.scheduler = RequestScheduler(max_concurrency, hold=hold, cancel=self.cancel, logger=logger)
+        self.scheduler = RequestScheduler(
+            max_concurrency, adaptive=adaptive, hold=hold, cancel=self.cancel, logger=logger
+        )
         self.budget = UploadBudget(max_upload_bytes, logger)
         self.settings = FileSettings(
             max_file_size_bytes=max_file_size_bytes,

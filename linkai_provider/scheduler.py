@@ -80,6 +80,7 @@ class RequestScheduler:
     """Grants request slots under an adaptive limit (thread-safe).
 
     :param ceiling: ``max_concurrency``: the level never goes above it.
+    :param adaptive: False keeps the level at ``ceiling`` whatever the answers (for comparisons).
     :param hold: while this event is clear no new request is sent (e.g. the destination is failing).
     :param cancel: once set, waiters stop waiting and raise :class:`SchedulerCancelled`.
     """
@@ -89,6 +90,7 @@ class RequestScheduler:
         ceiling: int,
         *,
         initial: int | None = None,
+        adaptive: bool = True,
         hold: threading.Event | None = None,
         cancel: threading.Event | None = None,
         logger: Any = log,
@@ -97,7 +99,8 @@ class RequestScheduler:
         if ceiling < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {ceiling}")
         self.ceiling = ceiling
-        self.level = float(min(ceiling, initial or SLOW_START_LEVEL))
+        self.adaptive = adaptive
+        self.level = float(min(ceiling, initial or SLOW_START_LEVEL) if adaptive else ceiling)
         self.hold = hold
         self.cancel = cancel or threading.Event()
         self.log = logger
@@ -150,11 +153,13 @@ class RequestScheduler:
                 self.stats.requests -= 1
             elif isinstance(error, RateLimitError):
                 self.stats.rate_limited += 1
-                self._on_rate_limited(ticket)
+                if self.adaptive:
+                    self._on_rate_limited(ticket)
             elif isinstance(error, ServiceUnavailableError):
                 self.stats.overloaded += 1
-                self._on_overloaded(ticket)
-            else:
+                if self.adaptive:
+                    self._on_overloaded(ticket)
+            elif self.adaptive:
                 self._on_clean()
             self._dispatch()
 
