@@ -65,8 +65,8 @@ PIECE_ENCODINGS: dict[str, PieceEncoding] = {
     "flac": PieceEncoding("flac", "flac", None, 20000.0),
     # Opus for speech at 24 kbit/s; VBR stays near the target on speech.
     "ogg": PieceEncoding("ogg", "libopus", 24000, 3400.0, (("application", "voip"),)),
-    # MPEG-2 Layer III (16 kHz) CBR 32 kbit/s: 4000 B/s exactly, plus frame padding.
-    "mp3": PieceEncoding("mp3", "libmp3lame", 32000, 4100.0),
+    # MPEG-2 Layer III (16 kHz) CBR 48 kbit/s: 6000 B/s exactly (32 kbit/s lost words with whisper).
+    "mp3": PieceEncoding("mp3", "libmp3lame", 48000, 6100.0),
 }
 
 
