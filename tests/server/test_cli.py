@@ -21,7 +21,8 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("linkai-server")
 FLAGS = ("--host", "--port", "--api-key", "--no-auth", "--max-upload-bytes", "--spool-dir", "--ready-file",
          "--engine", "--model-dir", "--workers", "--cpu-threads", "--beam-size", "--seed", "--latency-ms",
          "--latency-jitter-ms", "--fail-503-rate", "--rate-limit-rate", "--retry-after", "--drop-rate",
-         "--envelope-200-rate", "--allow-fault-header", "--log-level", "--version")
+         "--envelope-200-rate", "--allow-fault-header", "--log-level", "--version", "--max-in-flight",
+         "--latency-ms-per-audio-second", "--max-audio-seconds", "--too-large-style")
 
 
 def _env_without_keys() -> dict[str, str]:
@@ -37,6 +38,7 @@ def test_help_documents_every_flag() -> None:
     for flag in FLAGS:
         assert flag in result.stdout, flag
     assert "LINKAI_SERVER_API_KEYS" in result.stdout and "/_linkai/stats" in result.stdout
+    assert "/_linkai/config" in result.stdout and "{envelope,nginx}" in result.stdout
 
 
 def test_console_script_is_installed() -> None:
@@ -112,6 +114,40 @@ def test_flag_values_are_checked() -> None:
         assert result.returncode == 2, bad
     assert parse_size("10MB") == 10_000_000 and parse_size("10MiB") == 10 * 1024 * 1024
     assert parse_size("104857600") == 104857600
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--max-in-flight", "0"], "--max-in-flight: must be at least 1, got 0"),
+        (["--max-in-flight", "two"], "--max-in-flight: not a whole number: 'two'"),
+        (["--max-audio-seconds", "0"], "--max-audio-seconds: must be more than 0 seconds, got 0"),
+        (["--max-audio-seconds", "long"], "--max-audio-seconds: not a number of seconds: 'long'"),
+        (["--latency-ms-per-audio-second", "-5"], "--latency-ms-per-audio-second: must not be negative, got -5"),
+        (["--too-large-style", "apache"], "--too-large-style: invalid choice: 'apache'"),
+    ],
+)
+def test_limit_flags_are_checked(bad, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--api-key", "k", *bad])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_limit_flags_reach_the_running_server() -> None:
+    server = start_server_process(max_in_flight=2, latency_ms_per_audio_second=12.5, max_audio_seconds=600,
+                                  too_large_style="nginx", retry_after=3)
+    try:
+        health = server.healthz()
+        assert health["max_in_flight"] == 2 and health["retry_after"] == 3
+        assert health["latency_ms_per_audio_second"] == 12.5 and health["max_audio_seconds"] == 600
+        assert health["too_large_style"] == "nginx"
+        assert server.configure(max_in_flight=5) == {"max_in_flight": 5} == server.config()
+    finally:
+        server.stop()
+    defaults = config_from_args(build_parser().parse_args(["--api-key", "k", "--engine", "digest"]))
+    assert defaults.max_in_flight is None and defaults.max_audio_seconds is None
+    assert defaults.latency_ms_per_audio_second == 0 and defaults.too_large_style == "envelope"
 
 
 def test_port_in_use_is_a_clear_error() -> None:

@@ -47,6 +47,18 @@ def test_factory_servers_are_independent_and_stopped(linkai_server_factory, link
         httpx.get(a.url + "/healthz")
 
 
+def test_factory_takes_the_limit_options(linkai_server_factory) -> None:
+    server = linkai_server_factory(max_in_flight=3, latency_ms_per_audio_second=100, max_audio_seconds=30,
+                                   too_large_style="nginx")
+    health = server.healthz()
+    assert (health["max_in_flight"], health["latency_ms_per_audio_second"]) == (3, 100)
+    assert (health["max_audio_seconds"], health["too_large_style"]) == (30, "nginx")
+    with pytest.raises(ValueError, match="too_large_style"):
+        linkai_server_factory(too_large_style="apache")
+    with pytest.raises(ValueError, match="max_in_flight must be an integer >= 1"):
+        linkai_server_factory(max_in_flight=0)
+
+
 def test_process_server_can_be_killed(linkai_server_factory) -> None:
     server = linkai_server_factory(process=True)
     assert isinstance(server, ProcessServerHandle)
