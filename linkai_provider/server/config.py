@@ -29,6 +29,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 TOO_LARGE_STYLES: tuple[str, ...] = ("envelope", "nginx")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_max_in_flight(value: object) -> int | None:
     """``value`` if it is a valid ``max_in_flight`` (an integer >= 1, or ``None`` for no limit).
 
@@ -109,12 +113,12 @@ class ServerConfig:
         if self.engine not in ("whisper", "digest"):
             raise ValueError(f"unknown engine {self.engine!r}; choose 'whisper' or 'digest'")
         check_max_in_flight(self.max_in_flight)
-        if not self.latency_ms_per_audio_second >= 0:
-            raise ValueError(
-                f"latency_ms_per_audio_second must be a number >= 0, got {self.latency_ms_per_audio_second!r}"
-            )
-        if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
-            raise ValueError(f"max_audio_seconds must be a positive number of seconds, got {self.max_audio_seconds!r}")
+        per_second = self.latency_ms_per_audio_second
+        if not _is_number(per_second) or not per_second >= 0:
+            raise ValueError(f"latency_ms_per_audio_second must be a number >= 0, got {per_second!r}")
+        longest = self.max_audio_seconds
+        if longest is not None and (not _is_number(longest) or not longest > 0):
+            raise ValueError(f"max_audio_seconds must be a positive number of seconds or None, got {longest!r}")
         if self.too_large_style not in TOO_LARGE_STYLES:
             raise ValueError(
                 f"unknown too_large_style {self.too_large_style!r}; choose one of {', '.join(TOO_LARGE_STYLES)}"

@@ -57,6 +57,10 @@ def test_factory_takes_the_limit_options(linkai_server_factory) -> None:
         linkai_server_factory(too_large_style="apache")
     with pytest.raises(ValueError, match="max_in_flight must be an integer >= 1"):
         linkai_server_factory(max_in_flight=0)
+    with pytest.raises(ValueError, match="latency_ms_per_audio_second must be a number >= 0, got -1"):
+        linkai_server_factory(latency_ms_per_audio_second=-1)
+    with pytest.raises(ValueError, match="max_audio_seconds must be a positive number of seconds or None, got '60'"):
+        linkai_server_factory(max_audio_seconds="60")
 
 
 def test_process_server_can_be_killed(linkai_server_factory) -> None:
