@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -62,6 +63,7 @@ STATUS_FAILED = "failed"
 PART_SUFFIX = ".parquet"
 READ_BATCH = 32  # remote parts fetched at once while planning
 _LIST_ATTEMPTS = 5
+ROW_GROUP_ROWS = 64_000  # rows per row group when segments are compacted into a part
 
 
 def utcnow() -> datetime:
@@ -181,6 +183,39 @@ def publish_file(fs: AbstractFileSystem, local_path: str, path: str) -> None:
         _fsync_dir(os.path.dirname(path))
     else:
         fs.put_file(local_path, path)
+
+
+def write_part(
+    fs: AbstractFileSystem, path: str, tables: Iterable[pa.Table], metadata: Mapping[bytes, bytes] | None = None
+) -> int:
+    """Stream ``tables`` (``SCHEMA``) into one part file at ``path``, atomically; returns its rows.
+    Nothing is written when there is no row. The file is built locally (beside ``path`` on local
+    disk, so the rename is atomic), so memory holds one row group, not the whole part."""
+    if is_local(fs):
+        directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="linkai-part-", suffix=PART_SUFFIX)
+        os.close(fd)
+    rows, buffer = 0, []
+    try:
+        schema = SCHEMA.with_metadata({**(SCHEMA.metadata or {}), **(metadata or {})})
+        with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+            for table in tables:
+                buffer.append(table.replace_schema_metadata(None))
+                rows += table.num_rows
+                if sum(t.num_rows for t in buffer) >= ROW_GROUP_ROWS:  # few, large row groups for readers
+                    writer.write_table(pa.concat_tables(buffer))
+                    buffer = []
+            if buffer:
+                writer.write_table(pa.concat_tables(buffer))
+        if rows:
+            publish_file(fs, tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return rows
 
 
 def part_files(fs: AbstractFileSystem, root: str) -> list[str]:

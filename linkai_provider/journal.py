@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -43,7 +41,6 @@ from linkai_provider.staging import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ROW_GROUP_ROWS = 64_000  # segments are merged into row groups of about this size
 
 
 class DestinationWriteError(OSError):
@@ -379,53 +376,31 @@ class Journal:
             self.forfeited.append(me)
             journals.remove(me)
         path = f"{self.root}/part-{me}{dataset.PART_SUFFIX}"
-        tmp = self._temp_part(path)
-        try:
-            while (found := self._build_part(tmp, journals))[1] is not None:
-                self.log.warning("Journal %s vanished while compacting (compacted by another writer)", found[1])
-                journals.remove(str(found[1]))
-            rows = found[0]
-            adopted = tuple(j for j in journals if j != me)
-            if rows == 0:
-                return CompactionResult(None, 0, adopted), journals
-            dataset.publish_file(self.fs, tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        while True:
+            reading: list[str] = []
+            try:
+                meta = {JOURNALS_KEY: json.dumps(journals).encode()}
+                rows = dataset.write_part(self.fs, path, self._segments(journals, reading), meta)
+                break
+            except FileNotFoundError:
+                if not reading or reading[-1] in ("", me):
+                    raise
+                # Another writer compacted and deleted it meanwhile (its part lists it): leave it out.
+                self.log.warning("Journal %s vanished while compacting: left out", reading[-1])
+                journals.remove(reading[-1])
+        adopted = tuple(j for j in journals if j != me)
+        if rows == 0:
+            return CompactionResult(None, 0, adopted), journals
         url = self.fs.unstrip_protocol(path)
         self.log.info("Wrote %d row(s) to %s (%d adopted journal(s))", rows, url, len(adopted))
         return CompactionResult(url, rows, adopted), journals
 
-    def _temp_part(self, path: str) -> str:
-        """A local file to build the part in: beside ``path`` on local disk, so the rename is atomic."""
-        if is_local(self.fs):
-            os.makedirs(self.root, exist_ok=True)
-            return f"{self.root}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex[:8]}.tmp"
-        fd, tmp = tempfile.mkstemp(prefix="linkai-part-", suffix=".parquet")
-        os.close(fd)
-        return tmp
-
-    def _build_part(self, tmp: str, journals: list[str]) -> tuple[int, str | None]:
-        """Stream the journals' segments into ``tmp``; returns the row count, or a journal whose
-        files vanished meanwhile (then ``tmp`` is incomplete and must be built again without it)."""
-        meta = {**(dataset.SCHEMA.metadata or {}), JOURNALS_KEY: json.dumps(journals).encode()}
-        rows, buffer = 0, []
-        with pq.ParquetWriter(tmp, dataset.SCHEMA.with_metadata(meta), compression="snappy") as writer:
-            for wid in journals:
-                try:
-                    for table in dataset._tables(self.fs, list_journal(self.fs, self.root, wid).segments, None):
-                        buffer.append(table.replace_schema_metadata(None))
-                        rows += table.num_rows
-                        if sum(t.num_rows for t in buffer) >= ROW_GROUP_ROWS:
-                            writer.write_table(pa.concat_tables(buffer))
-                            buffer = []
-                except FileNotFoundError:
-                    if wid == self.identity.writer_id:
-                        raise
-                    return rows, wid
-            if buffer:
-                writer.write_table(pa.concat_tables(buffer))
-        return rows, None
+    def _segments(self, journals: list[str], reading: list[str]) -> Iterator[pa.Table]:
+        """Every segment of ``journals`` as a table; ``reading`` ends with the journal being read."""
+        for wid in journals:
+            reading.append(wid)
+            yield from dataset._tables(self.fs, list_journal(self.fs, self.root, wid).segments, None)
+        reading.append("")  # all read: a FileNotFoundError now is the destination's, not a journal's
 
 
 __all__ = ["CompactionResult", "DestinationWriteError", "Journal", "JournalStats", "WriterIdentity"]
