@@ -2,7 +2,7 @@
 
 Finished rows are handed to :meth:`Journal.append`, which never waits on I/O: a background thread
 writes every row waiting as one segment as soon as the previous write finished, so a kill loses at
-most the rows of the write in progress. The same thread rewrites ``writer.json`` (the heartbeat)
+most the rows of the write in progress and those answered while it ran. The same thread rewrites ``writer.json`` (the heartbeat)
 every ``heartbeat_seconds``. :meth:`Journal.close` writes the journal, plus those of gone writers it
 adopted, as one part ``part-<writer_id>.parquet``, then deletes them. Layout, staleness and claims:
 :mod:`linkai_provider.staging`.
