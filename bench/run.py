@@ -1,13 +1,13 @@
-"""Benchmark harness for the LinkAI transcription pipeline (issue 6).
+"""Benchmark harness for the LinkAI transcription pipeline (issues 6, 10, 12, 13).
 
-    .venv/bin/python bench/run.py                      # every scenario, full size (~5 min)
+    .venv/bin/python bench/run.py                      # every scenario, full size (~15 min)
     .venv/bin/python bench/run.py --quick              # smoke run, fewer files
     .venv/bin/python bench/run.py --scenario latency   # one scenario (repeatable)
     .venv/bin/python bench/run.py --profile            # also py-spy the client of each scenario
 
 Starts linkai-server (digest engine) as a child process, generates the inputs in a temp folder,
-runs each scenario's task in a client subprocess (``bench/client.py``: hook + list_audio +
-plan_batch + TranscriptionPipeline + TranscriptWriter, as the operator wires them), samples that
+runs each scenario's task in a client subprocess (``bench/client.py``: hook + ``Batch`` with
+``BatchOptions``, as the operator and ``linkai-transcribe`` wire them, journal on), samples that
 process's memory, and prints a table; JSON and Markdown copies go to ``bench/results/``.
 See docs/performance.md for the figures and what they mean.
 """
@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,23 @@ from bench import inputs  # noqa: E402
 from linkai_provider.server.testing import ProcessServerHandle, start_server_process  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("latency", "s3", "cpu", "memory", "planning")
+SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
+DEFAULT_SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
+STATS = (
+    "requests_total",
+    "by_status",
+    "max_in_flight",
+    "duplicate_sha256",
+    "bytes_received",
+    "transcriptions_ok",
+    "busy_seconds",
+    "first_request_at",
+    "last_answer_at",
+    "rejected_in_flight",
+    "max_admitted",
+    "audio_seconds_ok",
+    "audio_latency_seconds",
+)
 SMALL = 20_000  # bytes per small file
 BIG = 50 * 1024 * 1024
 LATENCY_MS = 200
@@ -59,6 +76,8 @@ class Row:
     connections: int | None = None
     target: str = ""
     met: bool = False
+    figure: str = ""  # the scenario's own figure (efficiency, 429 share, speed-up, ...)
+    loadavg: float | None = None  # 1-minute load average before the (median) run
     detail: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +93,7 @@ class Row:
             list_plan_s=res["list_s"] + res["plan_s"],
             requests=res["server"]["requests_total"],
             connections=res["connections_opened"],
+            loadavg=res.get("loadavg_1m_before"),
             detail=res,
         )
 
@@ -243,18 +263,28 @@ class Bench:
         self.args = args
         self.quick = args.quick
         self.work = Path(tempfile.mkdtemp(prefix="linkai-bench-", dir=args.tmp))
-        self.servers: dict[int, ProcessServerHandle] = {}
+        self.servers: dict[tuple, ProcessServerHandle] = {}
         self.rows: dict[str, Row] = {}
         self.profiles = RESULTS / "profiles"
 
-    def server(self, latency_ms: int) -> ProcessServerHandle:
-        if latency_ms not in self.servers:
-            self.servers[latency_ms] = start_server(latency_ms=latency_ms) if latency_ms else start_server()
-        server = self.servers[latency_ms]
+    def server(self, latency_ms: int = 0, **flags: Any) -> ProcessServerHandle:
+        if latency_ms:
+            flags["latency_ms"] = latency_ms
+        key = tuple(sorted(flags.items()))
+        if key not in self.servers:
+            self.servers[key] = start_server(**flags)
+        server = self.servers[key]
         server.reset_stats()
         return server
 
-    def client(self, spec: dict[str, Any], server: ProcessServerHandle, env: dict[str, str] | None = None):
+    def client(
+        self,
+        spec: dict[str, Any],
+        server: ProcessServerHandle,
+        env: dict[str, str] | None = None,
+        *,
+        allow_failed: bool = False,
+    ):
         profile = None
         if self.args.profile:
             self.profiles.mkdir(parents=True, exist_ok=True)
@@ -265,13 +295,12 @@ class Bench:
         result["server_cpu_s"] = _cpu_seconds(server.pid) - cpu0
         result["loadavg_1m_before"] = load
         stats = server.stats()
-        result["server"] = {
-            k: stats.get(k)
-            for k in ("requests_total", "by_status", "max_in_flight", "duplicate_sha256", "bytes_received")
-        }
+        result["server"] = {k: stats.get(k) for k in STATS}
         expected = result["summary"]["transcribed"]
-        if result["summary"]["failed"] or result["rows_ok"] != expected:
+        if result["rows_ok"] != expected or (not allow_failed and result["summary"]["failed"]):
             raise RuntimeError(f"{spec['scenario']}: not every file transcribed: {result}")
+        if result["summary"].get("parts_written") not in (0, 1) or result["part_files"] > 1 + spec.get("parts_before", 0):
+            raise RuntimeError(f"{spec['scenario']}: expected one part per run: {result}")
         return result
 
     def close(self) -> None:
@@ -386,6 +415,9 @@ class Bench:
                 "source": str(folder),
                 "destination": str(self.work / "ds-memory"),
                 "max_concurrency": k,
+                # random bytes are not speech: send each 50 MiB file whole, as before splitting existed
+                "max_upload_bytes": 100 * 2**20,
+                "max_chunk_seconds": 1e9,
             },
             server,
         )
@@ -407,12 +439,257 @@ class Bench:
         inputs.make_files(folder, 100, SMALL, seed=4, prefix="new")
         server = self.server(LATENCY_MS)
         res = self.client(
-            {"scenario": "planning", "source": str(folder), "destination": str(dest), "max_concurrency": k}, server
+            {
+                "scenario": "planning",
+                "source": str(folder),
+                "destination": str(dest),
+                "max_concurrency": k,
+                "parts_before": 100,
+            },
+            server,
         )
         row = Row.from_client("planning", existing + 100, res)
         row.detail["existing_rows"] = seeded
         row.target = "list+plan <= 3 s, exactly 100 requests"
         row.met = row.list_plan_s <= 3.0 and row.requests == 100 and res["summary"]["transcribed"] == 100
+        return row
+
+
+    # -- issue 13 part 3: the pipeline's own overhead per round, seen from the server ----------------
+    def bare(self, folder: Path, k: int, server: ProcessServerHandle) -> dict[str, Any]:
+        """The bare asyncio reference client (bench/bare_client.py) over ``folder``."""
+        load = os.getloadavg()[0]
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.bare_client", server.url, server.api_key, str(folder), str(k)],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        stats = server.stats()
+        res["server"] = {key: stats.get(key) for key in STATS}
+        res["loadavg_1m_before"] = load
+        return res
+
+    def efficiency(self) -> Row:
+        """1,024 files, K=32, latency 200 and 100 ms: ideal ⌈N/K⌉·L over the server's busy_seconds
+        (first request in to last answer out). Ours (Batch, journal on) and the bare asyncio client
+        run in turn, ``--repeat`` times each, against the same server."""
+        k, n = 32, 256 if self.quick else 1024
+        folder = self.work / "efficiency-audio"
+        if not folder.exists():
+            inputs.make_files(folder, n, SMALL, seed=5)
+        per_latency: dict[int, dict[str, Any]] = {}
+        for latency_ms in (200, 100):
+            ideal = math.ceil(n / k) * latency_ms / 1000
+            ours, bare = [], []
+            for i in range(self.args.repeat):
+                server = self.server(latency_ms)
+                res = self.client(
+                    {
+                        "scenario": "efficiency",
+                        "source": str(folder),
+                        "destination": str(self.work / f"ds-efficiency-{latency_ms}-{i}"),
+                        "max_concurrency": k,
+                    },
+                    server,
+                )
+                res["efficiency"] = ideal / res["server"]["busy_seconds"]
+                ours.append(res)
+                server = self.server(latency_ms)
+                ref = self.bare(folder, k, server)
+                if ref["ok"] != n:
+                    raise RuntimeError(f"bare client failed on some files: {ref}")
+                ref["efficiency"] = ideal / ref["server"]["busy_seconds"]
+                bare.append(ref)
+            per_latency[latency_ms] = {
+                "ideal_s": ideal,
+                "ours": [round(r["efficiency"], 4) for r in ours],
+                "bare": [round(r["efficiency"], 4) for r in bare],
+                "ours_busy_s": [round(r["server"]["busy_seconds"], 3) for r in ours],
+                "bare_busy_s": [round(r["server"]["busy_seconds"], 3) for r in bare],
+                "loadavg": [round(r["loadavg_1m_before"], 2) for r in ours + bare],
+                "runs": ours,
+                "bare_runs": bare,
+            }
+        med = {lat: statistics.median(v["ours"]) for lat, v in per_latency.items()}
+        bmed = {lat: statistics.median(v["bare"]) for lat, v in per_latency.items()}
+        runs = per_latency[200]["runs"]
+        res = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+        row = Row.from_client("efficiency", n, res, limit_s=per_latency[200]["ideal_s"])
+        row.detail = {"per_latency_ms": per_latency, "median": med, "bare_median": bmed}
+        row.figure = (
+            f"200 ms: {med[200]:.3f} (bare {bmed[200]:.3f}); 100 ms: {med[100]:.3f} (bare {bmed[100]:.3f})"
+        )
+        row.target = ">= 0.95 at 200 ms, >= 0.9 at 100 ms (median)"
+        row.met = med[200] >= 0.95 and med[100] >= 0.9
+        return row
+
+    # -- issue 12: an unknown concurrency limit -----------------------------------------------------
+    def limited(self) -> Row:
+        """240 files, server --max-in-flight 6 --latency-ms 500 --retry-after 1, max_concurrency 32:
+        adaptive and fixed (adaptive=False) in turn, counts from the server."""
+        k, limit, n = 32, 6, 60 if self.quick else 240
+        folder = self.work / "limited-audio"
+        if not folder.exists():
+            inputs.make_files(folder, n, SMALL, seed=6)
+        ideal = math.ceil(n / limit) * 0.5
+        runs: dict[str, list[dict[str, Any]]] = {"adaptive": [], "fixed": []}
+        for i in range(self.args.limited_repeat):
+            for mode in ("adaptive", "fixed"):
+                server = self.server(500, max_in_flight=limit, retry_after=1)
+                res = self.client(
+                    {
+                        "scenario": "limited",
+                        "source": str(folder),
+                        "destination": str(self.work / f"ds-limited-{mode}-{i}"),
+                        "max_concurrency": k,
+                        "adaptive": mode == "adaptive",
+                    },
+                    server,
+                    allow_failed=mode == "fixed",
+                )
+                st = res["server"]
+                res["rate_limited_server"] = st["by_status"].get("429", 0)
+                res["share_429"] = res["rate_limited_server"] / st["requests_total"]
+                runs[mode].append(res)
+        out: dict[str, Any] = {}
+        for mode, rs in runs.items():
+            rs.sort(key=lambda r: r["wall_s"])
+            out[mode] = {
+                "ok": [r["summary"]["transcribed"] for r in rs],
+                "failed": [r["summary"]["failed"] for r in rs],
+                "requests": [r["server"]["requests_total"] for r in rs],
+                "429": [r["rate_limited_server"] for r in rs],
+                "share_429": [round(r["share_429"], 4) for r in rs],
+                "wall_s": [round(r["wall_s"], 2) for r in rs],
+                "pipeline_s": [round(r["pipeline_s"], 2) for r in rs],
+                "busy_s": [round(r["server"]["busy_seconds"], 2) for r in rs],
+                "max_admitted": [r["server"]["max_admitted"] for r in rs],
+                "level": [{key: r["summary"].get(key) for key in ("level_min", "level_max", "level_changes", "level")}
+                          for r in rs],
+                "loadavg": [round(r["loadavg_1m_before"], 2) for r in rs],
+            }
+        a = runs["adaptive"][(len(runs["adaptive"]) - 1) // 2]
+        row = Row.from_client("limited", n, a, limit_s=ideal)
+        row.detail = {"modes": out, "runs": runs, "limit_s": ideal}
+        ad, fx = out["adaptive"], out["fixed"]
+        row.figure = (
+            f"adaptive: ok {min(ad['ok'])}/{n}, 429 {max(ad['share_429']):.1%} of requests (worst), "
+            f"wall {statistics.median(ad['wall_s']):.2f} s; fixed: ok {min(fx['ok'])}-{max(fx['ok'])}, "
+            f"failed {min(fx['failed'])}-{max(fx['failed'])}, 429 {statistics.median(fx['share_429']):.1%}, "
+            f"wall {statistics.median(fx['wall_s']):.2f} s"
+        )
+        row.target = f"adaptive: all ok, <= 10 % 429, wall <= 1.3 x {ideal:.0f} s"
+        row.met = (
+            all(x == n for x in ad["ok"])
+            and max(ad["share_429"]) <= 0.10
+            and statistics.median(ad["wall_s"]) <= 1.3 * ideal
+        )
+        return row
+
+    # -- issue 10: long recordings --------------------------------------------------------------------
+    def _recordings(self) -> dict[str, Path]:
+        """A 40-minute WAV and a 60-minute MP3 of espeak-ng sentences with pauses (bench/split_cpu.py's
+        recipe), and a 30-second WAV, each alone in its folder."""
+        folder = self.work / "long-src"
+        if not folder.exists():
+            from bench.split_cpu import build_inputs
+
+            folder.mkdir(parents=True)
+            minutes = 6.0 if self.quick else 60.0
+            built = build_inputs(folder, minutes)
+            names = {
+                "short": built["short (30 s) WAV"],
+                "wav40": built[f"{minutes * 2 / 3:g} min WAV"],
+                "mp3_60": built[f"{minutes:g} min MP3"],
+            }
+            for name, path in names.items():
+                (folder / name).mkdir()
+                path.rename(folder / name / path.name)
+            (folder / "hour.wav").unlink(missing_ok=True)
+        return {name: next((folder / name).iterdir()) for name in ("short", "wav40", "mp3_60")}
+
+    def long(self) -> Row:
+        """One 40-minute WAV, server latency proportional to audio: sent whole vs split at
+        max_chunk_seconds 600/300/120 (pieces in parallel). Whole runs first and last."""
+        rec = self._recordings()["wav40"]
+        per_s = self.args.audio_latency
+        size = rec.stat().st_size
+        cases = [("whole", None), ("600", 600.0), ("300", 300.0), ("120", 120.0), ("whole", None)]
+        results: dict[str, list[dict[str, Any]]] = {}
+        for i, (name, chunk) in enumerate(cases):
+            server = self.server(latency_ms_per_audio_second=per_s, max_upload_bytes="1GiB")
+            spec: dict[str, Any] = {
+                "scenario": "long",
+                "source": str(rec.parent),
+                "destination": str(self.work / f"ds-long-{name}-{i}"),
+                "max_concurrency": 32,
+            }
+            if chunk is None:
+                spec.update(max_upload_bytes=size + 2**20, max_chunk_seconds=1e9)
+            else:
+                spec.update(max_chunk_seconds=chunk)
+            res = self.client(spec, server)
+            res["pieces"] = res["server"]["requests_total"]
+            results.setdefault(name, []).append(res)
+        whole = statistics.median(r["wall_s"] for r in results["whole"])
+        table_ = {
+            name: {
+                "wall_s": [round(r["wall_s"], 2) for r in rs],
+                "requests": rs[0]["server"]["requests_total"],
+                "speedup_vs_whole": round(whole / statistics.median(r["wall_s"] for r in rs), 2),
+                "client_cpu_s": [round(r["cpu_s"], 2) for r in rs],
+                "audio_latency_s": rs[0]["server"]["audio_latency_seconds"],
+                "busy_s": [round(r["server"]["busy_seconds"], 2) for r in rs],
+                "loadavg": [round(r["loadavg_1m_before"], 2) for r in rs],
+            }
+            for name, rs in results.items()
+        }
+        res600 = results["600"][0]
+        row = Row.from_client("long", 1, res600)
+        row.detail = {"cases": table_, "latency_ms_per_audio_second": per_s, "file_bytes": size, "runs": results}
+        row.figure = f"whole {whole:.1f} s; " + ", ".join(
+            f"{name} s: {table_[name]['speedup_vs_whole']:.2f}x" for name in ("600", "300", "120")
+        )
+        row.target = ">= 2x faster than whole"
+        row.met = all(table_[name]["speedup_vs_whole"] >= 2 for name in ("600", "300", "120"))
+        return row
+
+    def long_memory(self) -> Row:
+        """Peak RSS (VmHWM) of a run over the 40-min WAV and over the 60-min MP3 against a run over
+        one 30-s file, each in a fresh process, default options (25 MiB, 600 s pieces)."""
+        recs = self._recordings()
+        res: dict[str, dict[str, Any]] = {}
+        for name in ("short", "wav40", "mp3_60", "short"):
+            server = self.server()
+            r = self.client(
+                {
+                    "scenario": "long_memory",
+                    "source": str(recs[name].parent),
+                    "destination": str(self.work / f"ds-longmem-{name}-{len(res)}"),
+                    "max_concurrency": 8,
+                },
+                server,
+            )
+            key = name if name not in res else name + "_again"
+            res[key] = r
+        base = min(res["short"]["hwm_mb"], res["short_again"]["hwm_mb"])
+        over = {name: res[name]["hwm_mb"] - base for name in ("wav40", "mp3_60")}
+        row = Row.from_client("long_memory", 2, res["wav40"])
+        row.detail = {
+            "hwm_mb": {name: round(r["hwm_mb"], 1) for name, r in res.items()},
+            "over_short_mb": {k: round(v, 1) for k, v in over.items()},
+            "requests": {name: r["server"]["requests_total"] for name, r in res.items()},
+            "runs": res,
+        }
+        row.figure = (
+            f"short run peak {base:.0f} MB; 40-min WAV +{over['wav40']:.0f} MB, 60-min MP3 +{over['mp3_60']:.0f} MB"
+        )
+        row.target = "<= 300 MB above the short run"
+        row.met = max(over.values()) <= 300
         return row
 
 
@@ -433,6 +710,8 @@ def table(rows: list[Row]) -> str:
         "list+plan s",
         "requests",
         "conns",
+        "load 1m",
+        "figure",
         "target",
         "met",
     ]
@@ -452,6 +731,8 @@ def table(rows: list[Row]) -> str:
                     _f(r.list_plan_s, ".2f"),
                     _f(r.requests, "d"),
                     _f(r.connections, "d"),
+                    _f(r.loadavg, ".2f"),
+                    r.figure or "-",
                     r.target,
                     "yes" if r.met else "**no**",
                 ]
@@ -470,11 +751,15 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=3, help="runs of the latency and s3 pipelines; the median is reported (default 3)"
     )
     p.add_argument("--no-seed-loop", action="store_true", help="skip the seed's sequential loop (saves ~200 s)")
+    p.add_argument("--limited-repeat", type=int, default=2, help="runs of each mode in the limited scenario")
+    p.add_argument(
+        "--audio-latency", type=float, default=25.0, help="long: server ms of latency per second of audio (default 25)"
+    )
     p.add_argument("--cpu-concurrency", type=int, default=16, help="max_concurrency of the cpu scenario")
     p.add_argument("--tmp", default=None, help="folder for the inputs (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the generated inputs")
     args = p.parse_args(argv)
-    chosen = args.scenario or list(SCENARIOS)
+    chosen = args.scenario or list(DEFAULT_SCENARIOS)
     bench = Bench(args)
     rows: list[Row] = []
     started = time.time()
