@@ -132,7 +132,11 @@ class RssSampler(threading.Thread):
 
 
 def run_client(
-    spec: dict[str, Any], server: ProcessServerHandle, env: dict[str, str] | None = None, profile: Path | None = None
+    spec: dict[str, Any],
+    server: ProcessServerHandle,
+    env: dict[str, str] | None = None,
+    profile: Path | None = None,
+    gil: bool = False,
 ) -> dict[str, Any]:
     conn = json.dumps({"conn_type": "linkai", "host": server.url, "password": server.api_key})
     cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.client", json.dumps(spec)]
@@ -140,20 +144,10 @@ def run_client(
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists():
             raise SystemExit("--profile needs py-spy: pip install py-spy")
-        cmd = [
-            py_spy,
-            "record",
-            "--format",
-            "speedscope",
-            "--rate",
-            "250",
-            "--threads",
-            "--idle",
-            "-o",
-            str(profile),
-            "--",
-            *cmd,
-        ]
+        # --gil: only the thread holding the GIL, as collapsed stacks (one line per stack, a count):
+        # where the client's serial time goes. Otherwise every thread, idle included, for speedscope.
+        mode = ["--gil", "--format", "raw"] if gil else ["--format", "speedscope", "--threads", "--idle"]
+        cmd = [py_spy, "record", *mode, "--rate", "250", "-o", str(profile), "--", *cmd]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -286,12 +280,16 @@ class Bench:
         allow_failed: bool = False,
     ):
         profile = None
-        if self.args.profile:
+        if self.args.profile or self.args.profile_gil:
             self.profiles.mkdir(parents=True, exist_ok=True)
-            profile = self.profiles / f"{spec['scenario']}.speedscope.json"
+            tag = "-".join(str(x) for x in (spec["scenario"], spec.get("adaptive", True) and "adaptive" or "fixed"))
+            ext = "gil.txt" if self.args.profile_gil else "speedscope.json"
+            profile = self.profiles / f"{tag}-{time.strftime('%H%M%S')}.{ext}"
         cpu0 = _cpu_seconds(server.pid)
         load = os.getloadavg()[0]
-        result = run_client(spec, server, env, profile)
+        result = run_client(spec, server, env, profile, gil=self.args.profile_gil)
+        if profile is not None:
+            result["profile"] = str(profile)
         result["server_cpu_s"] = _cpu_seconds(server.pid) - cpu0
         result["loadavg_1m_before"] = load
         stats = server.stats()
@@ -484,20 +482,22 @@ class Bench:
         per_latency: dict[int, dict[str, Any]] = {}
         for latency_ms in (200, 100):
             ideal = math.ceil(n / k) * latency_ms / 1000
-            ours, bare = [], []
+            ours, fixed, bare = [], [], []
             for i in range(self.args.repeat):
-                server = self.server(latency_ms)
-                res = self.client(
-                    {
-                        "scenario": "efficiency",
-                        "source": str(folder),
-                        "destination": str(self.work / f"ds-efficiency-{latency_ms}-{i}"),
-                        "max_concurrency": k,
-                    },
-                    server,
-                )
-                res["efficiency"] = ideal / res["server"]["busy_seconds"]
-                ours.append(res)
+                for adaptive, runs in ((True, ours), (False, fixed)):
+                    server = self.server(latency_ms)
+                    res = self.client(
+                        {
+                            "scenario": "efficiency",
+                            "source": str(folder),
+                            "destination": str(self.work / f"ds-efficiency-{latency_ms}-{adaptive}-{i}"),
+                            "max_concurrency": k,
+                            "adaptive": adaptive,
+                        },
+                        server,
+                    )
+                    res["efficiency"] = ideal / res["server"]["busy_seconds"]
+                    runs.append(res)
                 server = self.server(latency_ms)
                 ref = self.bare(folder, k, server)
                 if ref["ok"] != n:
@@ -507,21 +507,24 @@ class Bench:
             per_latency[latency_ms] = {
                 "ideal_s": ideal,
                 "ours": [round(r["efficiency"], 4) for r in ours],
+                "fixed": [round(r["efficiency"], 4) for r in fixed],  # adaptive=False: no slow start
                 "bare": [round(r["efficiency"], 4) for r in bare],
                 "ours_busy_s": [round(r["server"]["busy_seconds"], 3) for r in ours],
                 "bare_busy_s": [round(r["server"]["busy_seconds"], 3) for r in bare],
-                "loadavg": [round(r["loadavg_1m_before"], 2) for r in ours + bare],
+                "loadavg": [round(r["loadavg_1m_before"], 2) for r in ours + fixed + bare],
                 "runs": ours,
+                "fixed_runs": fixed,
                 "bare_runs": bare,
             }
         med = {lat: statistics.median(v["ours"]) for lat, v in per_latency.items()}
         bmed = {lat: statistics.median(v["bare"]) for lat, v in per_latency.items()}
+        fmed = {lat: statistics.median(v["fixed"]) for lat, v in per_latency.items()}
         runs = per_latency[200]["runs"]
         res = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
         row = Row.from_client("efficiency", n, res, limit_s=per_latency[200]["ideal_s"])
-        row.detail = {"per_latency_ms": per_latency, "median": med, "bare_median": bmed}
-        row.figure = (
-            f"200 ms: {med[200]:.3f} (bare {bmed[200]:.3f}); 100 ms: {med[100]:.3f} (bare {bmed[100]:.3f})"
+        row.detail = {"per_latency_ms": per_latency, "median": med, "fixed_median": fmed, "bare_median": bmed}
+        row.figure = "; ".join(
+            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f})" for lat in (200, 100)
         )
         row.target = ">= 0.95 at 200 ms, >= 0.9 at 100 ms (median)"
         row.met = med[200] >= 0.95 and med[100] >= 0.9
@@ -749,6 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="record each client with py-spy into bench/results/profiles")
     p.add_argument(
         "--repeat", type=int, default=3, help="runs of the latency and s3 pipelines; the median is reported (default 3)"
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="record each client with py-spy --gil (collapsed stacks; see bench/gil_profile.py)",
     )
     p.add_argument("--no-seed-loop", action="store_true", help="skip the seed's sequential loop (saves ~200 s)")
     p.add_argument("--limited-repeat", type=int, default=2, help="runs of each mode in the limited scenario")
