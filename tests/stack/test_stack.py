@@ -1,0 +1,342 @@
+"""The example DAGs on a real Airflow 3 deployment: Postgres, Redis, the CeleryExecutor with two
+workers, scheduler, dag-processor, api-server and triggerer, each a process with its own log, and
+linkai-server (digest engine) as the API. Configured only the way the docs tell users to (a
+``linkai_default`` connection and ``linkai_*`` Variables in the environment, ``LINKAI_TRANSCRIPTS_URL``
+the same for every component). Then the UI in headless Chromium; screenshots go to
+``artifacts/stack/``. On failure every component's log tail is printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from linkai_provider.server.audio_fixtures import synthesize
+from linkai_provider.server.testing import start_server_process
+from tests.stack.stack import REPO, Stack, airflow_env, wait_for
+
+KEY = "sk-stack-" + os.urandom(6).hex()
+SHOTS = REPO / "artifacts" / "stack"
+NIGHTLY, SHARDED, ANALYTICS = (
+    "linkai_nightly_transcription",
+    "linkai_sharded_transcription",
+    "linkai_transcript_analytics",
+)
+FORMATS = ("wav", "mp3", "flac", "ogg", "m4a", "webm", "amr", "mp4")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def speak(folder: Path, first: int, count: int) -> dict[str, Path]:
+    """``count`` distinct spoken clips (distinct content: the server counts requests per content hash)."""
+    made = {}
+    for i in range(first, first + count):
+        path = synthesize(
+            f"stack test recording number {i} for airflow", folder / f"rec_{i:02d}.{FORMATS[i % 8]}", FORMATS[i % 8]
+        )
+        made[f"file://{path}"] = path
+    return made
+
+
+def not_near_midnight() -> None:
+    """Scheduled and manual runs here file under today's date (UTC): start clear of a date change."""
+    now = dt.datetime.now(dt.UTC)
+    if now.hour == 23 and now.minute >= 54:
+        time.sleep((60 - now.minute) * 60 - now.second + 5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    not_near_midnight()
+    workdir = tmp_path_factory.mktemp("stack")
+    lake = workdir / "lake"
+    server = start_server_process(engine="digest", api_key=KEY)
+    stack = Stack(workdir)
+    try:
+        db_url = stack.start_postgres()
+        broker = stack.start_redis()
+        conn = {"conn_type": "linkai", "host": server.url, "password": KEY}
+        stack.env = airflow_env(
+            stack,
+            db_url=db_url,
+            broker_url=broker,
+            extra={
+                # what docs/dags.md and docs/production.md tell users to set, here on every component
+                "AIRFLOW_CONN_LINKAI_DEFAULT": json.dumps(conn),
+                "AIRFLOW_VAR_LINKAI_AUDIO_URL": f"file://{lake}/audio",
+                "LINKAI_TRANSCRIPTS_URL": f"file://{lake}/transcripts",
+                "LINKAI_TASK_RETRIES": "0",
+            },
+        )
+        stack.airflow("db", "migrate", timeout=300)
+        stack.lake = lake  # type: ignore[attr-defined]
+        stack.server = server  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.stop()
+        server.stop()
+
+
+def runs(stack: Stack, dag_id: str) -> list[dict]:
+    return stack.api("GET", f"/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
+
+
+def wait_run(stack: Stack, dag_id: str, run_id: str, timeout: float = 150) -> dict:
+    def finished():
+        run = stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")
+        return run if run["state"] in ("success", "failed") else None
+
+    return wait_for(f"{dag_id} run {run_id}", finished, timeout, stack.components, every=1)
+
+
+def trigger(stack: Stack, dag_id: str, conf: dict | None = None) -> dict:
+    """What the UI's Trigger button and `airflow dags trigger` do in Airflow 3: no logical date."""
+    return stack.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+
+
+def tis(stack: Stack, dag_id: str, run_id: str) -> list[dict]:
+    path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=100"
+    return stack.api("GET", path)["task_instances"]
+
+
+def xcom(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+    path = (
+        f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
+        f"?map_index={map_index}&deserialize=true&stringify=false"
+    )
+    return stack.api("GET", path)["value"]
+
+
+def analytics_runs(stack: Stack, count: int) -> list[dict]:
+    """Wait until the analytics DAG has ``count`` finished runs; return them."""
+
+    def done():
+        found = runs(stack, ANALYTICS)
+        return found if len(found) >= count and all(r["state"] in ("success", "failed") for r in found) else None
+
+    return wait_for(f"{count} analytics run(s)", done, 150, stack.components, every=1)
+
+
+def transcript_events(stack: Stack) -> list[dict]:
+    uri = f"file://{stack.lake}/transcripts"  # type: ignore[attr-defined]
+    assets = stack.api("GET", "/assets?limit=100")["assets"]
+    (asset,) = [a for a in assets if a["uri"] == uri]
+    return stack.api("GET", f"/assets/events?asset_id={asset['id']}&limit=100")["asset_events"]
+
+
+def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
+    started = time.monotonic()
+    lake: Path = stack.lake
+    server = stack.server
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    inputs = speak(lake / "audio" / today, 0, 4)  # the scheduled night
+    try:
+        stack.start_airflow(workers=2)
+
+        # 1. the nightly DAG's scheduled run (@daily, catchup off: today's run starts once parsed)
+        def scheduled():
+            found = [r for r in runs(stack, NIGHTLY) if r["run_type"] == "scheduled"]
+            return found[0] if found and found[0]["state"] in ("success", "failed") else None
+
+        night = wait_for("the nightly DAG's scheduled run", scheduled, 200, stack.components, every=1)
+        assert night["state"] == "success", tis(stack, NIGHTLY, night["dag_run_id"])
+        assert night["logical_date"].startswith(today)
+        assert xcom(stack, NIGHTLY, night["dag_run_id"], "transcribe")["transcribed"] == 4
+        analytics_runs(stack, 1)
+
+        # 2. a manual run without a logical date (Trigger button, `airflow dags trigger`): files under today
+        inputs |= speak(lake / "audio" / today, 4, 3)
+        manual = wait_run(stack, NIGHTLY, trigger(stack, NIGHTLY)["dag_run_id"])
+        assert manual["logical_date"] is None
+        assert manual["state"] == "success", tis(stack, NIGHTLY, manual["dag_run_id"])
+        summary = xcom(stack, NIGHTLY, manual["dag_run_id"], "transcribe")
+        assert (summary["transcribed"], summary["skipped_existing"]) == (3, 4)
+        assert summary["destination"] == f"file://{lake}/transcripts/dt={today}"
+        analytics_runs(stack, 2)
+
+        # 3. the sharded DAG: mapped shards on both workers, one Asset event for the run
+        inputs |= speak(lake / "audio" / "bulk", 7, 8)
+        shard_run = wait_run(stack, SHARDED, trigger(stack, SHARDED, {"shards": 4})["dag_run_id"])
+        shard_tis = tis(stack, SHARDED, shard_run["dag_run_id"])
+        assert shard_run["state"] == "success", shard_tis
+        mapped = [t for t in shard_tis if t["task_id"] == "transcribe"]
+        assert sorted(t["map_index"] for t in mapped) == [0, 1, 2, 3]
+        assert {t["hostname"] for t in mapped} == {"worker1", "worker2"}, [
+            (t["map_index"], t["hostname"]) for t in mapped
+        ]
+        report = xcom(stack, SHARDED, shard_run["dag_run_id"], "report")
+        assert (report["transcribed"], report["skipped"], report["failed"], report["shards_reporting"]) == (8, 7, 0, 4)
+        assert report["audio_seconds"] == round(report["audio_seconds"], 3)
+        analytics_runs(stack, 3)
+
+        # 4. reruns send nothing, write nothing, announce nothing
+        before = server.stats()
+        rerun = wait_run(stack, NIGHTLY, trigger(stack, NIGHTLY)["dag_run_id"])
+        assert rerun["state"] == "success"
+        again = xcom(stack, NIGHTLY, rerun["dag_run_id"], "transcribe")
+        assert (again["transcribed"], again["rows_written"], again["skipped_existing"]) == (0, 0, 7)
+        shard_rerun = wait_run(stack, SHARDED, trigger(stack, SHARDED, {"shards": 4})["dag_run_id"])
+        assert shard_rerun["state"] == "success"
+        assert xcom(stack, SHARDED, shard_rerun["dag_run_id"], "report")["rows_written"] == 0
+        assert server.stats()["requests_total"] == before["requests_total"]
+
+        # 5. one Asset event per run that wrote rows, and analytics ran exactly once for each
+        events = transcript_events(stack)
+        writers = [night["dag_run_id"], manual["dag_run_id"], shard_run["dag_run_id"]]
+        assert sorted(e["source_run_id"] for e in events) == sorted(writers)
+        finished = analytics_runs(stack, 3)
+        assert len(finished) == 3 and all(r["state"] == "success" for r in finished), finished
+        for run in finished:
+            consumed = stack.api(
+                "GET", f"/dags/{ANALYTICS}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/upstreamAssetEvents"
+            )
+            assert len(consumed["asset_events"]) == 1, consumed
+
+        # 6. every audio file: one ok row, and exactly one request for its content on the server
+        rows = duckdb.sql(
+            f"SELECT source_uri, status, content_sha256 FROM read_parquet('{lake}/transcripts/*/*.parquet')"
+        ).fetchall()
+        assert sorted(r[0] for r in rows) == sorted(inputs)
+        assert {r[1] for r in rows} == {"ok"}
+        stats = server.stats()
+        assert stats["transcriptions_ok"] == len(inputs) == 15
+        assert {stats["ok_by_sha256"][r[2]] for r in rows} == {1}
+
+        # 7. the connection test through the REST API: success and failure
+        body = {"connection_id": "linkai_probe", "conn_type": "linkai", "host": server.url, "password": KEY}
+        ok = stack.api("POST", "/connections/test", body)
+        assert ok["status"] is True and "accepted the API key" in ok["message"], ok
+        bad = stack.api("POST", "/connections/test", {**body, "password": "sk-wrong"})
+        assert bad["status"] is False and "refused the API key" in bad["message"], bad
+        assert KEY not in json.dumps([ok, bad])
+
+        # 8. the UI in headless Chromium
+        browse(stack, manual["dag_run_id"], tmp_path)
+    except BaseException:
+        print(stack.logs(60))
+        print(f"===== linkai-server =====\n{server.log()[-3000:]}")
+        raise
+    finally:
+        print(f"stack test took {time.monotonic() - started:.0f} s after the database migration")
+
+
+# -- the browser -------------------------------------------------------------------------------------------
+
+
+def browser(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def page_text(driver) -> str:
+    return driver.find_element("tag name", "body").text
+
+
+def wait_text(driver, *needles: str, timeout: float = 60) -> str:
+    return wait_for(
+        f"page showing {needles}",
+        lambda: (text := page_text(driver)) and all(n in text for n in needles) and text,
+        timeout,
+    )
+
+
+def shot(driver, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def login(driver, stack: Stack) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(stack.api_url + "/")
+    wait_for("login form", lambda: driver.find_elements(By.NAME, "username"), 60)
+    driver.find_element(By.NAME, "username").send_keys("admin")
+    driver.find_element(By.NAME, "password").send_keys("admin")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for("logged in", lambda: "/login" not in driver.current_url and "Dags" in page_text(driver), 60)
+
+
+def browse(stack: Stack, run_id: str, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver = browser(tmp_path / "chromium-profile")
+    try:
+        login(driver, stack)
+
+        # the LinkAI connection form: Base URL, API Key and the extras; login, port and schema hidden
+        driver.get(stack.api_url + "/connections")
+        wait_text(driver, "Add Connection")
+        driver.find_element(By.XPATH, "//button[contains(., 'Add Connection')]").click()
+        wait_text(driver, "Connection Type")
+        driver.find_element(By.XPATH, "//label[contains(., 'Connection ID')]/following::input[1]").send_keys(
+            "linkai_ui"
+        )
+        box = driver.find_element(By.CSS_SELECTOR, "input[role=combobox][aria-describedby^='react-select']")
+        box.send_keys("LinkAI")
+        wait_for("LinkAI in the type list", lambda: "LinkAI" in page_text(driver), 30)
+        box.send_keys(Keys.ENTER)
+        form = wait_text(driver, "Base URL", "API Key")
+        shot(driver, "1-connection-form")
+        for field in ("Timeout (seconds)", "Max retries", "Proxy URL", "Verify TLS", "Extra form fields (JSON)"):
+            if field not in page_text(driver):
+                driver.find_element(By.XPATH, "//*[contains(text(), 'Extra Fields')]").click()
+                wait_text(driver, field)
+                break
+        form = wait_text(driver, "Timeout (seconds)", "Max retries", "Proxy URL", "Extra form fields (JSON)")
+        shot(driver, "2-connection-form-extras")
+        labels = [e.text.strip() for e in driver.find_elements(By.TAG_NAME, "label")]
+        for hidden in ("Login", "Port", "Schema"):
+            assert hidden not in labels, labels
+        assert "Host" not in labels and "Password" not in labels, labels
+
+        # the nightly DAG's docs
+        driver.get(f"{stack.api_url}/dags/{NIGHTLY}")
+        wait_text(driver, NIGHTLY)
+        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Dag Docs']").click()
+        wait_text(driver, "LinkAI nightly transcription", "Pointing it at a real bucket")
+        shot(driver, "3-nightly-dag-docs")
+
+        # a transcribe task's log: Found / Progress / Summary
+        driver.get(f"{stack.api_url}/dags/{NIGHTLY}/runs/{urllib.parse.quote(run_id)}/tasks/transcribe")
+        log = wait_text(driver, "Found 7 file(s)", "Progress:", "Summary:", timeout=90)
+        assert KEY not in log
+        shot(driver, "4-transcribe-task-log")
+        assert form
+    except BaseException:
+        shot(driver, "failure")
+        (SHOTS / "failure.html").write_text(driver.page_source)
+        print(page_text(driver)[-3000:])
+        raise
+    finally:
+        driver.quit()
