@@ -44,6 +44,8 @@ class BatchOptions:
     budget: Budget = Budget()
     progress_interval: float = 10.0
     adaptive: bool = True  # False: a fixed level of max_concurrency (benchmarks compare the two)
+    # How long a failing destination write is retried (sending held meanwhile) before the batch stops.
+    destination_retry_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -105,7 +107,15 @@ class Batch:
         if opts.dry_run:
             return self._dry_run(listing, destination)
         _sweep_split_workdirs(self.log)
-        journal = Journal(fs, root, self.identity, logger=self.log)
+        retry = opts.destination_retry_seconds
+        journal = Journal(
+            fs,
+            root,
+            self.identity,
+            write_retry_seconds=retry,
+            stale_after_seconds=max(120.0, 2 * (10.0 + retry) + 20.0),  # a writer that only retries never looks gone
+            logger=self.log,
+        )
         journal.check_writable()  # fail before spending a single credit
         plan = plan_batch(listing, self._done(), opts.budget)
         self._log_plan(plan)
@@ -121,12 +131,13 @@ class Batch:
             extra_fields=opts.extra_fields,
             row_context=self.row_context,
             progress_interval=opts.progress_interval,
-            hold=journal.healthy,
+            hold=(journal.healthy, journal.room),
             adaptive=opts.adaptive,
             logger=self.log,
             on_progress=self._progress_callback(),
         )
         journal.on_fatal = pipeline.stop  # rows that cannot be stored must not be paid for
+        journal.backlog_limit = 2 * opts.max_concurrency
         if self.stopped:  # SIGTERM came while listing: send nothing
             pipeline.stop()
         journal.open()

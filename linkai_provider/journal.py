@@ -126,6 +126,11 @@ class Journal:
         self.destination = fs.unstrip_protocol(self.root)
         self.healthy = threading.Event()
         self.healthy.set()
+        # Backpressure: while ``backlog_limit`` finished rows wait to be stored (a slow or unreachable
+        # store), ``room`` is clear and the pipeline sends nothing new: unstorable answers are not paid for.
+        self.backlog_limit: int | None = None
+        self.room = threading.Event()
+        self.room.set()
         self.error: DestinationWriteError | None = None
         self.on_fatal: Callable[[DestinationWriteError], None] | None = None
         self.stats = JournalStats()
@@ -183,6 +188,8 @@ class Journal:
                 raise RuntimeError(f"journal {self.identity.writer_id} is {self._state}, cannot append")
             self._pending.extend(rows)
             self.stats.rows_appended += len(rows)
+            if self.backlog_limit and len(self._pending) + self._busy >= self.backlog_limit:
+                self.room.clear()
             self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -253,6 +260,8 @@ class Journal:
                     self._heartbeat(closing)
                 with self._cond:
                     self._busy = 0
+                    if not self.backlog_limit or len(self._pending) < self.backlog_limit:
+                        self.room.set()
                     self._cond.notify_all()
                     if self._stopping and not self._pending:
                         return

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -88,7 +88,8 @@ class TranscriptionPipeline:
     """Sends ``files`` through ``hook`` under an adaptive concurrency ceiling; rows go to ``sink``.
 
     :param max_concurrency: the ceiling of requests in flight (the level adapts below it).
-    :param hold: while clear, no new request is sent (the sink is failing and retrying).
+    :param hold: while this event (any of these) is clear, no new request is sent (the sink is failing
+        and retrying, or its backlog is full).
     :param row_context: constant columns of every row (endpoint, dag_id, task_id, run_id, ...).
     """
 
@@ -106,7 +107,7 @@ class TranscriptionPipeline:
         extra_fields: Mapping[str, Any] | None = None,
         row_context: Mapping[str, Any] | None = None,
         progress_interval: float = 10.0,
-        hold: threading.Event | None = None,
+        hold: threading.Event | Sequence[threading.Event] | None = None,
         adaptive: bool = True,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,

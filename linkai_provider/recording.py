@@ -36,9 +36,9 @@ from linkai_provider.io.sources import AudioFile
 from linkai_provider.scheduler import PRIORITY_PIECE, RequestScheduler, SchedulerCancelled
 
 READ_BLOCK_SIZE = 1 << 20  # fsspec read-ahead per open file: bounds memory per upload on S3/GCS
-BUDGET_MARGIN = 0.75  # after a 413 for N bytes, aim at 3/4 of N: multipart framing and unknown headroom
+BUDGET_MARGIN = 0.5  # after a 413 for N bytes, aim at N/2: few passes down to an unknown limit
 MIN_BUDGET_BYTES = 64 * 1024
-MAX_SPLIT_PASSES = 6
+MAX_SPLIT_PASSES = 10
 
 
 def human_mb(n: float) -> str:
@@ -66,7 +66,10 @@ class UploadBudget:
         """An upload of ``refused`` bytes got 413: keep the budget under it for the rest of the batch."""
         with self._lock:
             target = max(MIN_BUDGET_BYTES, int(refused * BUDGET_MARGIN))
-            if target < self._bytes:
+            if target < self._bytes and self.learned:
+                self.log.info("Another 413 for %s: pieces now at most %s", human_mb(refused), human_mb(target))
+                self._bytes = target
+            elif target < self._bytes:
                 self._bytes = target
                 self.log.warning(
                     "The API refused a %s upload as too large (HTTP 413) although max_upload_bytes is %s: its "

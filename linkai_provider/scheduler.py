@@ -27,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,8 @@ class RequestScheduler:
 
     :param ceiling: ``max_concurrency``: the level never goes above it.
     :param adaptive: False keeps the level at ``ceiling`` whatever the answers (for comparisons).
-    :param hold: while this event is clear no new request is sent (e.g. the destination is failing).
+    :param hold: while this event (or any of these events) is clear no new request is sent (e.g. the
+        destination is failing, or too many answers wait to be stored).
     :param cancel: once set, waiters stop waiting and raise :class:`SchedulerCancelled`.
     """
 
@@ -91,7 +93,7 @@ class RequestScheduler:
         *,
         initial: int | None = None,
         adaptive: bool = True,
-        hold: threading.Event | None = None,
+        hold: threading.Event | Sequence[threading.Event] | None = None,
         cancel: threading.Event | None = None,
         logger: Any = log,
         log_interval: float = LOG_INTERVAL_S,
@@ -101,7 +103,9 @@ class RequestScheduler:
         self.ceiling = ceiling
         self.adaptive = adaptive
         self.level = float(min(ceiling, initial or SLOW_START_LEVEL) if adaptive else ceiling)
-        self.hold = hold
+        self.holds: tuple[threading.Event, ...] = (
+            () if hold is None else (hold,) if isinstance(hold, threading.Event) else tuple(hold)
+        )
         self.cancel = cancel or threading.Event()
         self.log = logger
         self.stats = SchedulerStats(level_min=int(self.level), level_max=int(self.level))
@@ -169,7 +173,7 @@ class RequestScheduler:
             self._dispatch()
 
     def _held(self) -> bool:
-        return self.hold is not None and not self.hold.is_set()
+        return any(not event.is_set() for event in self.holds)
 
     def _dispatch(self) -> None:
         """Grant slots to the waiters at the head while the level allows (lock held)."""

@@ -148,41 +148,6 @@ def test_error_message_and_pickling():
 
 
 # -- S3 (moto in server mode) -------------------------------------------------------------------------------
-@pytest.fixture
-def own_moto():
-    """A moto server this test may stop and restart on the same port (the stored objects survive)."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    state = {"server": ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)}
-    state["server"].start()
-
-    def stop():
-        state["server"].stop()
-
-    def start():
-        state["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        state["server"].start()
-
-    def fs():
-        import s3fs
-
-        fs = s3fs.S3FileSystem(
-            key="testing", secret="testing", client_kwargs={"endpoint_url": f"http://127.0.0.1:{port}"},
-            skip_instance_cache=True, config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2},
-        )  # fmt: skip
-        fs.retries = 1  # fail fast: the journal's own retries are under test
-        return fs
-
-    yield type("Moto", (), {"stop": staticmethod(stop), "start": staticmethod(start), "fs": staticmethod(fs)})
-    try:
-        state["server"].stop()
-    except Exception:
-        pass
-
-
 def test_s3_store_down_mid_batch_and_back_loses_nothing(own_moto):
     fs = own_moto.fs()
     fs.mkdir("outage-bucket")
