@@ -16,7 +16,7 @@ from linkai_provider.dataset import completed_keys
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
-from linkai_provider.journal import Journal, WriterIdentity
+from linkai_provider.journal import CompactionResult, Journal, WriterIdentity
 from linkai_provider.pipeline import (
     DEFAULT_MAX_CHUNK_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -147,14 +147,7 @@ class Batch:
             compacted, close_error = self._close(journal)
         if close_error is not None and result.fatal is None:
             result.fatal = close_error
-        summary = summarize(
-            plan,
-            result,
-            destination,
-            rows_written=compacted.rows if compacted else 0,  # own rows and those adopted from dead writers
-            journals_adopted=len(compacted.adopted) if compacted else 0,
-            parts_written=1 if compacted and compacted.part_url else 0,
-        )
+        summary = run_summary(plan, result, destination, compacted)
         if plan.held_back:
             self.log.info(
                 "Held back %d file(s) for the next run by the budget (max_files=%s, max_audio_seconds=%s)",
@@ -217,6 +210,20 @@ class Batch:
         )
         summary = summarize(plan, None, destination, dry_run=True, **report)
         return BatchOutcome(summary, plan, None)
+
+
+def run_summary(
+    plan: Plan, result: BatchResult, destination: str, compacted: CompactionResult | None
+) -> dict[str, Any]:
+    """The summary a (non-dry) run returns to XCom and the CLI prints."""
+    return summarize(
+        plan,
+        result,
+        destination,
+        rows_written=compacted.rows if compacted else 0,  # own rows and those adopted from dead writers
+        journals_adopted=len(compacted.adopted) if compacted else 0,
+        parts_written=1 if compacted and compacted.part_url else 0,
+    )
 
 
 def _sweep_split_workdirs(logger: Any) -> None:

@@ -155,7 +155,8 @@ def summarize(plan: Plan, result: BatchResult | None, destination: str, **extra:
         "audio_seconds": round(result.audio_seconds, 3) if result else 0.0,
         "split": result.split if result else 0,
     }
-    if result is not None:
-        summary.update(result.scheduler)
+    figures = result.scheduler if result is not None else {}
+    for key in ("requests", "rate_limited", "concurrency", "concurrency_min"):
+        summary[key] = figures.get(key, 0)
     summary.update(extra)
     return summary

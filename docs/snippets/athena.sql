@@ -20,7 +20,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS linkai.transcripts (
     task_id             string,
     run_id              string,
     map_index           int,
-    try_number          int
+    try_number          int,
+    chunks              int,
+    segments            array<struct<start_s:double,end_s:double,text:string>>
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

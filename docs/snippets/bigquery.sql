@@ -20,11 +20,14 @@ CREATE OR REPLACE EXTERNAL TABLE linkai.transcripts (
     task_id             STRING,
     run_id              STRING,
     map_index           INT64,
-    try_number          INT64
+    try_number          INT64,
+    chunks              INT64,
+    segments            ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING>>
 )
 WITH PARTITION COLUMNS (dt DATE)
 OPTIONS (
     format = 'PARQUET',
+    enable_list_inference = true,
     uris = ['gs://my-bucket/transcripts/*.parquet'],
     hive_partition_uri_prefix = 'gs://my-bucket/transcripts',
     require_hive_partition_filter = false

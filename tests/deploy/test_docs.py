@@ -112,7 +112,7 @@ def test_schema_table_matches_dataset_schema():
     words = {"string": "string", "int64": "int64", "int32": "int32", "double": "float64"}
     for row, field in zip(rows, SCHEMA, strict=True):
         kind = str(field.type)
-        expected = "timestamp" if kind.startswith("timestamp") else words[kind]
+        expected = "timestamp" if kind.startswith("timestamp") else "list<struct" if kind.startswith("list") else words[kind]
         assert row[1].startswith(expected), (field.name, row[1])
         assert ("not null" in row[1]) == (not field.nullable), field.name
 
@@ -191,16 +191,19 @@ def test_operator_arguments_table_matches_the_signature():
 
 
 def test_xcom_summary_table_matches_the_summary():
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    from linkai_provider.dataset import TranscriptWriter
+    from linkai_provider.batch import run_summary
     from linkai_provider.io.sources import Listing
     from linkai_provider.pipeline import BatchResult
-    from linkai_provider.planning import Plan, summarize
+    from linkai_provider.planning import Plan, dry_run_report, summarize
 
-    summary = summarize(Plan(Listing([], []), []), BatchResult(total=0), TranscriptWriter(MemoryFileSystem(), "/x"))
+    plan = Plan(Listing([], []), [])
+    summary = run_summary(plan, BatchResult(total=0), "memory:///x", None)
     keys = [code(r[0])[0] for r in table(page("operator.md"), "| key | meaning |")]
     assert keys == list(summary)
+    dry = summarize(plan, None, "memory:///x", dry_run=True, **dry_run_report(plan, max_upload_bytes=1,
+                                                                              max_chunk_seconds=1, split=True))
+    dry_keys = [code(r[0])[0] for r in table(page("operator.md"), "| dry-run key | meaning |")]
+    assert dry_keys == [key for key in dry if key not in summary]
 
 
 def test_asset_examples_are_what_transcript_asset_returns():

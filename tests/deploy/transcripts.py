@@ -98,5 +98,7 @@ def schema_columns() -> dict[str, str]:
     out = {}
     for field in SCHEMA:
         name = str(field.type)
+        if name.startswith("list<"):
+            name = "segments"  # list<struct<start_s double, end_s double, text string>>
         out[field.name] = "timestamp" if name.startswith("timestamp") else name
     return out

@@ -8,6 +8,7 @@ uploaded, so the server's counters and the row's segments can be matched piece b
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -239,3 +240,52 @@ def test_sigkill_mid_file_then_rerun_leaves_one_ok_row(tmp_path, linkai_server_f
     [row] = [r for r in rows(tmp_path / "out")]
     assert row["status"] == "ok" and row["chunks"] >= 12
     assert not any(p.exists() for p in workdirs)  # ...which the next run sweeps
+
+
+@pytest.mark.whisper
+def test_real_recognition_of_a_split_recording_matches_sentences_one_by_one(tmp_path, capsys):
+    """Three minutes of espeak-ng speech cut into pieces of at most 60 s: whisper recognises the joined
+    pieces about as well as the same sentences sent one by one; the docs' segments query finds a phrase
+    in the piece that holds it."""
+    import duckdb
+
+    from linkai_provider.hooks.linkai import LinkAIHook
+    from linkai_provider.server.audio_fixtures import normalize_words, synthesize, word_error_rate
+    from linkai_provider.server.testing import start_server
+
+    texts = [SENTENCES[i % len(SENTENCES)] for i in range(48)]
+    rec = join_sentences(texts, tmp_path, seed=7)
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "town-hall.wav", rec.samples)
+    assert rec.duration_s > 170
+    with start_server(engine="whisper") as server:
+        dest = tmp_path / "transcripts" / "dt=2026-11-24"
+        summary = transcribe(capsys, server, tmp_path / "in", dest, "--max-chunk-seconds", "60",
+                             "--language", "en")  # fmt: skip
+        one_by_one = {}
+        for text in sorted(set(texts)):
+            wav = synthesize(text, tmp_path / "single" / f"{abs(hash(text))}.wav", "wav")
+            os.environ["AIRFLOW_CONN_WHISPER_ONE"] = server.airflow_conn_json
+            with open(wav, "rb") as fh:
+                one_by_one[text] = LinkAIHook("whisper_one").transcribe(fh, filename="one.wav").text
+
+    [row] = rows(dest)
+    assert row["status"] == "ok" and row["chunks"] >= 3 and summary["split"] == 1
+    split_wer = word_error_rate(" ".join(texts), row["text"])
+    single_wer = sum(word_error_rate(t, one_by_one[t]) * len(t.split()) for t in texts) / sum(
+        len(t.split()) for t in texts
+    )
+    print(f"\nsplit into {row['chunks']} pieces: WER {split_wer:.1%}; sentences one by one: WER {single_wer:.1%}")
+    assert split_wer <= single_wer + 0.08, (split_wer, single_wer, row["text"])
+    # every sentence is there, in order: each reference sentence's words appear in sequence
+    words = normalize_words(row["text"])
+    assert len(words) >= 0.9 * len(normalize_words(" ".join(texts)))
+
+    # The docs' query (docs/snippets/duckdb_segments.sql), run as written from the dataset's parent folder
+    sql = (Path(__file__).parents[2] / "docs" / "snippets" / "duckdb_segments.sql").read_text()
+    os.chdir(tmp_path)
+    found = duckdb.connect().sql(sql).fetchall()
+    holding = [s for s in row["segments"] if "quarterly report" in s["text"].lower()]
+    assert holding and len(found) == len(holding)
+    assert [(r[2], r[3]) for r in found] == [(round(s["start_s"], 1), round(s["end_s"], 1)) for s in holding]
+    assert all(re.fullmatch(r"\d\d:\d\d", r[1]) for r in found)
