@@ -5,12 +5,12 @@ docker compose ps             # "healthy"; airflow-init, minio-init, linkai-samp
 # --8<-- [end:up]
 
 # --8<-- [start:trigger]
-docker compose exec airflow-scheduler airflow dags trigger linkai_nightly_transcription --logical-date "$(date -u +%FT%T)"
+docker compose exec airflow-scheduler airflow dags trigger linkai_nightly_transcription
 docker compose exec airflow-scheduler airflow dags list-runs linkai_nightly_transcription
 # --8<-- [end:trigger]
 
 # --8<-- [start:gcs]
-docker compose exec airflow-scheduler airflow dags trigger linkai_nightly_transcription --logical-date "$(date -u +%FT%T)" \
+docker compose exec airflow-scheduler airflow dags trigger linkai_nightly_transcription \
     --conf "{\"source\": \"gs://linkai/audio/$(date -u +%F)/\", \"source_conn_id\": \"fake_gcs\"}"
 # --8<-- [end:gcs]
 
@@ -27,7 +27,7 @@ docker compose run --rm airflow-cli connections test linkai_default
 
 # --8<-- [start:scale]
 docker compose up -d --scale airflow-worker=3
-docker compose exec airflow-scheduler airflow dags trigger linkai_sharded_transcription --logical-date "$(date -u +%FT%T)" \
+docker compose exec airflow-scheduler airflow dags trigger linkai_sharded_transcription \
     --conf '{"shards": 6}'
 # --8<-- [end:scale]
 

@@ -5,7 +5,10 @@ from airflow.sdk import DAG, task
 
 from linkai_provider.operators.transcribe import TranscribeAudioOperator, transcript_asset
 
-DESTINATION = "s3://my-bucket/transcripts/dt={{ ds }}/"
+# The run's day: its logical date, or for a run triggered without one (Airflow 3's default for manual
+# runs, where `ds` is undefined) the day it was triggered, UTC.
+DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+DESTINATION = f"s3://my-bucket/transcripts/dt={DAY}/"
 
 # --8<-- [start:producer]
 with DAG(
@@ -16,7 +19,7 @@ with DAG(
 ):
     TranscribeAudioOperator(
         task_id="transcribe",
-        source="s3://my-bucket/calls/{{ ds }}/",  # a folder, a glob, a file, or a list of them
+        source=f"s3://my-bucket/calls/{DAY}/",  # a folder, a glob, a file, or a list of them
         destination=DESTINATION,
         linkai_conn_id="linkai_default",
         source_conn_id="aws_default",
@@ -27,8 +30,9 @@ with DAG(
 # --8<-- [end:producer]
 
 # --8<-- [start:consumer]
-# The operator declares Asset("s3://my-bucket/transcripts") as its outlet: the destination cut
-# before its first templated or dt=... segment, so every daily partition updates the one Asset.
+# The operator updates Asset("s3://my-bucket/transcripts"): the destination cut before its first
+# templated or dt=... segment, so every daily partition updates the one Asset. It adds an event only
+# when it wrote rows (its outlet is an AssetAlias), so a rerun that sent nothing triggers nothing.
 with DAG(
     dag_id="report_on_transcripts",
     schedule=[transcript_asset(DESTINATION)],

@@ -193,9 +193,10 @@ def test_spark_snippet(transcripts):
 # -- Athena, BigQuery ----------------------------------------------------------------------------------
 COMPATIBLE = {
     "athena": {"string": {"string"}, "int64": {"bigint"}, "int32": {"int", "integer"}, "double": {"double"},
-               "timestamp": {"timestamp"}},
+               "timestamp": {"timestamp"}, "segments": {"array<struct<start_s:double,end_s:double,text:string>>"}},
     "bigquery": {"string": {"STRING"}, "int64": {"INT64"}, "int32": {"INT64"}, "double": {"FLOAT64"},
-                 "timestamp": {"TIMESTAMP"}},
+                 "timestamp": {"TIMESTAMP"},
+                 "segments": {"ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING>>"}},
 }  # fmt: skip
 
 
@@ -208,10 +209,15 @@ def ddl_columns(sql: str) -> tuple[dict[str, str], str]:
     while depth:
         depth += {"(": 1, ")": -1}.get(body[i], 0)
         i += 1
-    columns = {}
-    for item in body[start.end() : i - 1].split(","):
-        name, kind = item.split()
-        columns[name.strip("`")] = kind
+    columns, item, nesting = {}, "", 0
+    for char in body[start.end() : i - 1] + ",":  # split at top-level commas (struct fields have their own)
+        nesting += {"<": 1, ">": -1}.get(char, 0)
+        if char == "," and nesting == 0:
+            name, kind = item.split(None, 1)
+            columns[name.strip("`")] = " ".join(kind.split())
+            item = ""
+        else:
+            item += char
     return columns, body[i:]
 
 
@@ -255,11 +261,11 @@ def snippet_dags():
 
 
 def test_minimal_dag_parses_and_wires_the_asset(airflow_home):
-    from airflow.sdk import Asset
+    from linkai_provider.lineage import transcript_alias
 
     producer, consumer = snippet_dags()
     task = producer.get_task("transcribe")
-    assert task.outlets == [Asset("s3://my-bucket/transcripts")]
+    assert task.outlets == [transcript_alias("s3://my-bucket/transcripts")]
     assert task.extra_fields == {"language": "en"}
     assert [a.uri for a in consumer.timetable.asset_condition.objects] == ["s3://my-bucket/transcripts"]
 
@@ -289,11 +295,16 @@ def test_minimal_dag_runs_against_s3_and_linkai_server(
     shutil.copy(SNIPPETS / "minimal_dag.py", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "transcribe_calls.py")
     producer = get_dag("transcribe_calls")
 
-    run = producer.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
+    # a manual run without a logical date (Airflow 3's default) files under the day it was triggered
+    run = producer.test(logical_date=None, run_after=pendulum.datetime(2026, 11, 20, 18, tz="UTC"))
     assert task_states(run)["transcribe"] == "success"
     summary = xcom_return(run, "transcribe")
     assert summary["transcribed"] == 3 and summary["failed"] == 0
     assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-20"
+    # the scheduled run of that day finds the same files done
+    scheduled = producer.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
+    assert task_states(scheduled)["transcribe"] == "success"
+    assert xcom_return(scheduled, "transcribe")["skipped_existing"] == 3
     snippet = load("query_duckdb.py")
     con = duckdb.connect()
     con.register_filesystem(fs)
@@ -371,10 +382,11 @@ def test_connection_cli_snippet_stores_a_usable_connection(airflow_home, monkeyp
     with create_session() as session:  # read it back and leave the shared session DB as it was
         stored = session.query(Connection).filter_by(conn_id="linkai_default").one_or_none()
         conn = stored and {"conn_type": stored.conn_type, "host": stored.host, "password": stored.password,
-                           "extra": stored.extra_dejson}  # fmt: skip
+                           "port": stored.port, "extra": stored.extra_dejson}  # fmt: skip
         if stored is not None:
             session.delete(stored)
     assert result.returncode == 0 and conn, result.stdout + result.stderr
+    assert conn["port"] == 0  # what the UI's Test button sends (tests/stack checks the button itself)
     monkeypatch.setenv("AIRFLOW_CONN_LINKAI_DEFAULT", json.dumps(conn))
     config = LinkAIHook("linkai_default").config
     assert config.endpoint == "https://api.linkai.cloud/v1/audio/transcriptions"
@@ -470,7 +482,8 @@ def test_compose_commands_name_real_services_dags_and_settings():
                     worker_env = compose.environment(services["airflow-worker"])
                     if "source_conn_id" in conf:
                         assert f"AIRFLOW_CONN_{conf['source_conn_id'].upper()}" in worker_env
-                assert "--logical-date" in words, "without a logical date {{ ds }} is undefined"
+                # Airflow 3's default, as the UI's Trigger button: the DAGs file such runs under their run_after day
+                assert "--logical-date" not in words, words
             if "connections" in rest and "test" in rest:
                 assert f"AIRFLOW_CONN_{rest[-1].upper()}" in compose.environment(services[service])
         if "--scale" in words:

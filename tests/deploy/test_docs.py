@@ -47,6 +47,7 @@ def test_site_builds_strict_without_warnings(tmp_path):
     import material  # noqa: F401
     import mkdocs  # noqa: F401
     import mkdocstrings_handlers.python  # noqa: F401
+
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=REPO,
@@ -200,8 +201,13 @@ def test_xcom_summary_table_matches_the_summary():
     summary = run_summary(plan, BatchResult(total=0), "memory:///x", None)
     keys = [code(r[0])[0] for r in table(page("operator.md"), "| key | meaning |")]
     assert keys == list(summary)
-    dry = summarize(plan, None, "memory:///x", dry_run=True, **dry_run_report(plan, max_upload_bytes=1,
-                                                                              max_chunk_seconds=1, split=True))
+    dry = summarize(
+        plan,
+        None,
+        "memory:///x",
+        dry_run=True,
+        **dry_run_report(plan, max_upload_bytes=1, max_chunk_seconds=1, split=True),
+    )
     dry_keys = [code(r[0])[0] for r in table(page("operator.md"), "| dry-run key | meaning |")]
     assert dry_keys == [key for key in dry if key not in summary]
 
