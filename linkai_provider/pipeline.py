@@ -46,7 +46,7 @@ class BatchResult:
     failed: int = 0
     not_sent: int = 0
     audio_seconds: float = 0.0
-    split: int = 0  # files sent as pieces
+    split: int = 0  # files sent through the splitter (pieces, or one re-encoded piece)
     pieces: int = 0
     fatal: BaseException | None = None  # a LinkAIFatalError, or the sink's write error
     failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason), first few only
@@ -209,9 +209,9 @@ class TranscriptionPipeline:
                 result.failed += 1
                 if len(result.failures) < 20:
                     result.failures.append((row["source_uri"], row["error_message"]))
-            if (row.get("chunks") or 0) > 1:
+            if outcome.split:
                 result.split += 1
-                result.pieces += row["chunks"]
+                result.pieces += row.get("chunks") or 0
             if outcome.fatal is not None and result.fatal is None:
                 result.fatal = outcome.fatal
                 self.stop()

@@ -98,6 +98,7 @@ class FileSettings:
 class Outcome:
     row: dict[str, Any] | None  # None: never sent (cancelled); the next run picks the file up
     fatal: LinkAIFatalError | None = None
+    split: bool = False  # went through the splitter (cut into pieces, or re-encoded to fit in one)
 
 
 @dataclass
@@ -347,7 +348,7 @@ class RecordingTranscriber:
             )
             failed.row["attempts"] = attempts
             failed.row["chunks"] = len(results)
-            return Outcome(failed.row, fatal=exc if isinstance(exc, LinkAIFatalError) else None)
+            return Outcome(failed.row, fatal=exc if isinstance(exc, LinkAIFatalError) else None, split=True)
         texts = [r.answer.text.strip() for r in results if r.answer is not None]
         row.update(
             status=STATUS_OK,
@@ -364,7 +365,7 @@ class RecordingTranscriber:
         )
         if row["audio_duration_s"] is None and results:
             row["audio_duration_s"] = results[-1].piece.end_s  # decoded to the end: now it is known
-        return Outcome(row)
+        return Outcome(row, split=True)
 
     # -- failed rows ------------------------------------------------------------------------------
     def _failed(self, row: dict[str, Any], exc: BaseException, started: float, *, size: int | None = None) -> Outcome:

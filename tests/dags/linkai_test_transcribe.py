@@ -41,8 +41,12 @@ with DAG(
         fail_on_partial_error=env("LINKAI_TEST_FAIL_ON_PARTIAL", "1") == "1",
         fail_on_empty_source=env("LINKAI_TEST_FAIL_ON_EMPTY", "0") == "1",
         incremental=env("LINKAI_TEST_INCREMENTAL", "1") == "1",
-        checkpoint_rows=int(env("LINKAI_TEST_CHECKPOINT_ROWS", "100")),
         max_retries=int(env("LINKAI_TEST_MAX_RETRIES", "3")),
+        max_upload_bytes=int(env("LINKAI_TEST_MAX_UPLOAD_BYTES", str(25 * 2**20))),
+        max_chunk_seconds=float(env("LINKAI_TEST_MAX_CHUNK_SECONDS", "600")),
+        dry_run=env("LINKAI_TEST_DRY_RUN", "0") == "1",
+        max_files=int(env("LINKAI_TEST_MAX_FILES")) if env("LINKAI_TEST_MAX_FILES") else None,
+        max_audio_seconds=float(env("LINKAI_TEST_MAX_AUDIO_S")) if env("LINKAI_TEST_MAX_AUDIO_S") else None,
         # LINKAI_TEST_OUTLET: the dataset root whose Asset the task updates (through its alias); unset: none
         outlets=[transcript_alias(env("LINKAI_TEST_OUTLET"))] if env("LINKAI_TEST_OUTLET") else [],
     )
