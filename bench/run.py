@@ -201,7 +201,8 @@ def _cpu_seconds(pid: int) -> float:
 def start_server(**flags: Any) -> ProcessServerHandle:
     # access lines at info would cost the server CPU on this 2-core machine; the hosted API's
     # logging is not ours to pay for
-    return start_server_process(engine="digest", log_level="warning", max_upload_bytes="100MiB", **flags)
+    flags.setdefault("max_upload_bytes", "100MiB")
+    return start_server_process(engine="digest", log_level="warning", **flags)
 
 
 def free_port() -> int:
@@ -571,8 +572,10 @@ class Bench:
                 "pipeline_s": [round(r["pipeline_s"], 2) for r in rs],
                 "busy_s": [round(r["server"]["busy_seconds"], 2) for r in rs],
                 "max_admitted": [r["server"]["max_admitted"] for r in rs],
-                "level": [{key: r["summary"].get(key) for key in ("level_min", "level_max", "level_changes", "level")}
-                          for r in rs],
+                "client_requests": [r["summary"].get("requests") for r in rs],
+                "client_rate_limited": [r["summary"].get("rate_limited") for r in rs],
+                "level_end": [r["summary"].get("concurrency") for r in rs],
+                "level_min": [r["summary"].get("concurrency_min") for r in rs],
                 "loadavg": [round(r["loadavg_1m_before"], 2) for r in rs],
             }
         a = runs["adaptive"][(len(runs["adaptive"]) - 1) // 2]
@@ -596,23 +599,28 @@ class Bench:
     # -- issue 10: long recordings --------------------------------------------------------------------
     def _recordings(self) -> dict[str, Path]:
         """A 40-minute WAV and a 60-minute MP3 of espeak-ng sentences with pauses (bench/split_cpu.py's
-        recipe), and a 30-second WAV, each alone in its folder."""
-        folder = self.work / "long-src"
+        recipe), and a 30-second WAV, each alone in its folder. Built once (about a minute) into
+        ``<tmp>/linkai-bench-recordings-*`` and kept there for later runs (delete it to rebuild)."""
+        base = Path(self.args.tmp or tempfile.gettempdir())
+        folder = base / ("linkai-bench-recordings-quick" if self.quick else "linkai-bench-recordings-v1")
         if not folder.exists():
             from bench.split_cpu import build_inputs
 
-            folder.mkdir(parents=True)
+            building = folder.with_name(folder.name + f".building-{os.getpid()}")
+            building.mkdir(parents=True)
             minutes = 6.0 if self.quick else 60.0
-            built = build_inputs(folder, minutes)
+            built = build_inputs(building, minutes)
             names = {
                 "short": built["short (30 s) WAV"],
                 "wav40": built[f"{minutes * 2 / 3:g} min WAV"],
                 "mp3_60": built[f"{minutes:g} min MP3"],
             }
             for name, path in names.items():
-                (folder / name).mkdir()
-                path.rename(folder / name / path.name)
-            (folder / "hour.wav").unlink(missing_ok=True)
+                (building / name).mkdir()
+                path.rename(building / name / path.name)
+            for leftover in building.glob("*.*"):
+                leftover.unlink()
+            building.rename(folder)
         return {name: next((folder / name).iterdir()) for name in ("short", "wav40", "mp3_60")}
 
     def long(self) -> Row:
