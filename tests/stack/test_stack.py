@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -57,6 +59,18 @@ def speak(folder: Path, first: int, count: int) -> dict[str, Path]:
     return made
 
 
+def snippet(stack: Stack, section: str, **env: str) -> str:
+    """Run one section of docs/snippets/production.sh with bash, in the deployment's environment."""
+    text = (REPO / "docs" / "snippets" / "production.sh").read_text()
+    body = text.split(f"# --8<-- [start:{section}]\n")[1].split(f"# --8<-- [end:{section}]")[0]
+    path = f"{Path(sys.executable).parent}:{stack.env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", body], env={**stack.env, "PATH": path, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"{section}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
 def not_near_midnight() -> None:
     """Scheduled and manual runs here file under today's date (UTC): start clear of a date change."""
     now = dt.datetime.now(dt.UTC)
@@ -85,9 +99,11 @@ def stack(tmp_path_factory):
                 "AIRFLOW_VAR_LINKAI_AUDIO_URL": f"file://{lake}/audio",
                 "LINKAI_TRANSCRIPTS_URL": f"file://{lake}/transcripts",
                 "LINKAI_TASK_RETRIES": "0",
+                "LINKAI_POOL": "linkai",
             },
         )
         stack.airflow("db", "migrate", timeout=300)
+        snippet(stack, "pool")  # the pool docs/production.md tells users to create
         stack.lake = lake  # type: ignore[attr-defined]
         stack.server = server  # type: ignore[attr-defined]
         yield stack
@@ -180,6 +196,7 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
         assert shard_run["state"] == "success", shard_tis
         mapped = [t for t in shard_tis if t["task_id"] == "transcribe"]
         assert sorted(t["map_index"] for t in mapped) == [0, 1, 2, 3]
+        assert {t["pool"] for t in mapped} == {"linkai"}
         assert {t["hostname"] for t in mapped} == {"worker1", "worker2"}, [
             (t["map_index"], t["hostname"]) for t in mapped
         ]
@@ -190,7 +207,14 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
 
         # 4. reruns send nothing, write nothing, announce nothing
         before = server.stats()
-        rerun = wait_run(stack, NIGHTLY, trigger(stack, NIGHTLY)["dag_run_id"])
+        snippet(stack, "trigger")  # `airflow dags trigger`, no logical date
+        (rerun_id,) = [
+            r["dag_run_id"]
+            for r in runs(stack, NIGHTLY)
+            if r["dag_run_id"] not in (night["dag_run_id"], manual["dag_run_id"])
+        ]
+        rerun = wait_run(stack, NIGHTLY, rerun_id)
+        assert rerun["logical_date"] is None
         assert rerun["state"] == "success"
         again = xcom(stack, NIGHTLY, rerun["dag_run_id"], "transcribe")
         assert (again["transcribed"], again["rows_written"], again["skipped_existing"]) == (0, 0, 7)
@@ -203,6 +227,10 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
         events = transcript_events(stack)
         writers = [night["dag_run_id"], manual["dag_run_id"], shard_run["dag_run_id"]]
         assert sorted(e["source_run_id"] for e in events) == sorted(writers)
+        shown = json.loads(
+            snippet(stack, "events", AIRFLOW_URL=stack.api_url, AIRFLOW_USER="admin", AIRFLOW_PASSWORD="admin")
+        )
+        assert sorted(e["extra"]["rows_written"] for e in shown["asset_events"]) == [3, 4, 8]
         finished = analytics_runs(stack, 3)
         assert len(finished) == 3 and all(r["state"] == "success" for r in finished), finished
         for run in finished:
