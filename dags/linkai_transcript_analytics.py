@@ -53,7 +53,9 @@ reasons AS (
 ),
 attempts AS (
     SELECT dt, count(*) AS attempt_rows, min(transcribed_at) AS first_transcribed_at,
-           max(transcribed_at) AS last_transcribed_at
+           max(transcribed_at) AS last_transcribed_at,
+           -- what the API billed: every ok row's audio, re-transcriptions included
+           sum(audio_duration_s) FILTER (WHERE status = 'ok') AS audio_seconds_billed
     FROM rows GROUP BY dt
 )
 SELECT
@@ -66,6 +68,7 @@ SELECT
     d.audio_seconds::DOUBLE AS audio_seconds,
     coalesce(d.files_with_duration, 0)::BIGINT AS files_with_duration,
     coalesce(d.bytes, 0)::BIGINT AS bytes,
+    coalesce(a.audio_seconds_billed, 0)::DOUBLE AS audio_seconds_billed,
     a.attempt_rows::BIGINT AS attempt_rows,
     a.first_transcribed_at,
     a.last_transcribed_at,
@@ -86,8 +89,9 @@ transcripts. It reads the whole dataset with DuckDB (remote stores through fsspe
 writes one summary row per day to `{SUMMARY_URL}/dt=<day>/summary.parquet` (rewritten each run):
 `files`, `ok`, `failed`, `failure_reasons` (list of error type and file count), `words`,
 `audio_seconds` (sum over files whose format has a readable duration; `files_with_duration` says how
-many), `bytes`, `attempt_rows`, first/last `transcribed_at`. A file counts for the day of its
-current row.
+many), `audio_seconds_billed` (the audio of every `ok` row written that day, re-transcriptions
+included: what the API billed, so the cost per day is one query over the summary), `bytes`,
+`attempt_rows`, first/last `transcribed_at`. A file counts for the day of its current row.
 
 Configuration: env `LINKAI_TRANSCRIPTS_URL` (as the transcribing DAGs), `LINKAI_SUMMARY_URL`
 (default: `transcript_summary` beside the dataset), and the storage connection from the param or

@@ -90,6 +90,8 @@ def check_summary(summary: dict[str, dict], transcripts: list[dict]) -> None:
         assert got["files_with_duration"] == len(durations)
         if durations:
             assert got["audio_seconds"] == pytest.approx(sum(durations))
+        billed = [r["audio_duration_s"] or 0.0 for r in transcripts if r["dt"] == dt and r["status"] == "ok"]
+        assert got["audio_seconds_billed"] == pytest.approx(sum(billed))
 
 
 def read_summary_local(folder: Path) -> dict[str, dict]:
@@ -205,6 +207,10 @@ def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_
         f" FROM read_parquet('{partition.parent}/*/*.parquet', filename = true, hive_partitioning = false)"
     )
     check_summary(read_summary_local(summary_dir), rows.arrow().read_all().to_pylist())
+    # the cost figures are the server's own: audio billed (summary and analytics) = audio it transcribed
+    billed = linkai_conn.stats()["audio_seconds_ok"]
+    assert summary["audio_seconds"] == pytest.approx(billed, abs=0.01)
+    assert read_summary_local(summary_dir)[ds]["audio_seconds_billed"] == pytest.approx(billed, abs=0.01)
 
 
 def test_bad_file_fails_the_night_after_writing_rows_and_analytics_reports_why(
@@ -317,9 +323,11 @@ def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, 
         {"error_type": "ServerError", "files": 1},
     ]
     assert day1["attempt_rows"] == 4 and day1["audio_seconds"] == pytest.approx(1.5)
+    assert day1["audio_seconds_billed"] == pytest.approx(1.5)  # failed attempts are not billed
     assert (day2["files"], day2["ok"], day2["failed"], day2["words"]) == (2, 2, 0, 4)
     assert day2["failure_reasons"] == [] and day2["files_with_duration"] == 1
     assert day2["audio_seconds"] == pytest.approx(2.0)
+    assert day2["audio_seconds_billed"] == pytest.approx(2.0)
     # nothing was written inside the transcript dataset
     assert sorted(p.parent.name for p in root.glob("*/*.parquet")) == ["dt=2026-10-01", "dt=2026-10-02"]
     assert len(read_rows(_local_fs(), str(root))) == 6
