@@ -259,6 +259,12 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
 
         # 8. the UI in headless Chromium
         browse(stack, manual["dag_run_id"], tmp_path)
+
+        # 9. the API key is in no component's log and no task log
+        logs = [*stack.workdir.glob("logs/*.log"), *stack.workdir.glob("airflow/logs/**/*")]
+        assert len([p for p in logs if p.is_file()]) > 10
+        leaked = [str(p) for p in logs if p.is_file() and KEY.encode() in p.read_bytes()]
+        assert leaked == []
     except BaseException:
         print(stack.logs(60))
         print(f"===== linkai-server =====\n{server.log()[-3000:]}")
