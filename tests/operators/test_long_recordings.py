@@ -289,3 +289,77 @@ def test_real_recognition_of_a_split_recording_matches_sentences_one_by_one(tmp_
     assert holding and len(found) == len(holding)
     assert [(r[2], r[3]) for r in found] == [(round(s["start_s"], 1), round(s["end_s"], 1)) for s in holding]
     assert all(re.fullmatch(r"\d\d:\d\d", r[1]) for r in found)
+
+
+def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> tuple[int, float]:
+    """Run ``cmd``; its exit code and its peak resident memory (MB), from the kernel's own accounting."""
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def test_the_issue_scenario_board_meeting_town_hall_voicemail(tmp_path, linkai_server_factory, meeting):
+    """Issue 10 as filed: a 40-minute WAV (77 MB), a 60-minute MP3 (29 MB) and a 30-second voicemail,
+    against an API whose proxy refuses uploads over 25 MiB with an HTML 413. Three ok rows, no upload
+    over the limit, and the run peaks at most 300 MB above a run over the voicemail alone."""
+    import sys
+
+    import av
+
+    rec, _ = meeting
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    repeat_40 = int(40 * 60 / rec.duration_s) + 1
+    repeat_60 = int(60 * 60 / rec.duration_s) + 1
+    write_wav(folder / "board-meeting.wav", rec.samples, repeat=repeat_40)
+    assert (folder / "board-meeting.wav").stat().st_size > 75e6
+    with av.open(str(folder / "town-hall.mp3"), "w") as out:  # 60 min of the same speech, 64 kbit/s mono
+        stream = out.add_stream("mp3", rate=16000, layout="mono")
+        stream.bit_rate = 64000
+        block = rec.samples.reshape(1, -1)
+        for _ in range(repeat_60):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert (folder / "town-hall.mp3").stat().st_size > 28e6
+    write_wav(tmp_path / "voicemail.wav", rec.samples[: 30 * 16000])
+    (tmp_path / "voicemail-only").mkdir()
+    (tmp_path / "voicemail.wav").rename(tmp_path / "voicemail-only" / "voicemail.wav")
+    import shutil
+
+    shutil.copy(tmp_path / "voicemail-only" / "voicemail.wav", folder / "voicemail.wav")
+
+    limit = 25 * 2**20
+    server = linkai_server_factory(max_upload_bytes=limit, too_large_style="nginx")
+    env = {**os.environ, "LINKAI_API_KEY": server.api_key}
+    base = [sys.executable, "-m", "linkai_provider.cli", "--base-url", server.url, "-q", "--no-progress"]
+    code, short_mb = peak_rss_mb([*base[:3], str(tmp_path / "voicemail-only"), str(tmp_path / "short"), *base[3:]], env)
+    assert code == 0
+    server.reset_stats()
+    code, long_mb = peak_rss_mb([*base[:3], str(folder), str(tmp_path / "out"), *base[3:]], env)
+    assert code == 0
+
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    assert sorted(by_name) == ["board-meeting.wav", "town-hall.mp3", "voicemail.wav"]
+    assert all(r["status"] == "ok" for r in by_name.values())
+    assert by_name["voicemail.wav"]["chunks"] == 1  # small: sent whole, as it is
+    assert by_name["board-meeting.wav"]["chunks"] >= 4 and by_name["town-hall.mp3"]["chunks"] >= 6  # 600 s pieces
+    for name, duration in (
+        ("board-meeting.wav", repeat_40 * rec.duration_s),
+        ("town-hall.mp3", repeat_60 * rec.duration_s),
+    ):
+        segments = by_name[name]["segments"]
+        assert segments[-1]["end_s"] == pytest.approx(duration, rel=0.02)
+        assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= limit for s in segments)
+    stats = server.stats()
+    assert "413" not in stats["by_status"] and stats["transcriptions_ok"] == sum(r["chunks"] for r in by_name.values())
+    print(
+        f"\npeak RSS: voicemail alone {short_mb:.0f} MB, the three files {long_mb:.0f} MB (+{long_mb - short_mb:.0f})"
+    )
+    assert long_mb - short_mb <= 300
