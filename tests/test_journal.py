@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import pickle
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
 import pytest
 
 from linkai_provider import dataset
-from linkai_provider.dataset import SCHEMA, completed_keys, read_rows
+from linkai_provider.dataset import completed_keys, read_rows
 from linkai_provider.journal import DestinationWriteError, Journal, WriterIdentity
 from linkai_provider.staging import JOURNALS, list_journal, scan
+from tests.test_dataset import row as dataset_row
 
 FAST = {"heartbeat_seconds": 0.1, "stale_after_seconds": 30.0, "write_retry_seconds": 5.0, "claim_settle_seconds": 0.2}
 
 
 def row(uri: str, status: str = "ok", fingerprint: str = "fp1") -> dict:
-    base = {name: None for name in SCHEMA.names}
-    base.update(
-        source_uri=uri,
-        source_fingerprint=fingerprint,
-        status=status,
-        text="hello" if status == "ok" else None,
-        error_type=None if status == "ok" else "InvalidRequestError",
-        transcribed_at=datetime.now(timezone.utc),
-        attempts=1,
-    )
-    return base
+    return dataset_row(uri, status, fingerprint)
 
 
 def ident(run_id: str | None = "manual__2026-11-24", try_number: int = 1, map_index: int = -1) -> WriterIdentity:

@@ -16,13 +16,10 @@ import pytest
 
 from linkai_provider.io.pcm import SAMPLE_RATE, decode_pcm
 from linkai_provider.io.splitting import AudioSplitter
+from tests import conftest
 
 SENTENCES = (
-    "the quick brown fox jumps over the lazy dog",
-    "please send the quarterly report before friday",
-    "please call me back when you have a moment",
-    "my phone number has changed since last year",
-    "thank you for calling customer support",
+    *conftest.SENTENCES,
     "the meeting starts at nine in the main hall",
     "we will review the budget after lunch",
 )
