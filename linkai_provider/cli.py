@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -147,14 +148,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         options=options,
         on_progress=bar,
     )
+    stopped_by: list[str] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        """SIGTERM / Ctrl-C: as Airflow's on_kill, send nothing more, keep (and compact) what finished."""
+        stopped_by.append(signal.Signals(signum).name)
+        batch.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         outcome = batch.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
         hook.close()
     summary = outcome.summary
     if outcome.result is not None and outcome.result.fatal is not None:
         summary["fatal"] = str(outcome.result.fatal)
+    if stopped_by:
+        summary["stopped_by"] = stopped_by[0]
     return summary
 
 
@@ -175,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=None if args.quiet else 2))
     if "fatal" in summary:
         return 3
+    if "stopped_by" in summary:
+        return 4
     return 1 if summary.get("failed") else 0
 
 

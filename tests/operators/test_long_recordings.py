@@ -363,3 +363,46 @@ def test_the_issue_scenario_board_meeting_town_hall_voicemail(tmp_path, linkai_s
         f"\npeak RSS: voicemail alone {short_mb:.0f} MB, the three files {long_mb:.0f} MB (+{long_mb - short_mb:.0f})"
     )
     assert long_mb - short_mb <= 300
+
+
+def test_sigterm_mid_file_stops_cleans_up_and_keeps_what_finished(tmp_path, linkai_server_factory, meeting):
+    """``linkai-transcribe`` handles SIGTERM as Airflow's on_kill: nothing more is sent, the short files
+    that finished are written (one part), the recording being split has no row, and its temporary
+    folder (spilled copy, pieces) is gone."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    _, wav = meeting
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(wav, folder / "a-long.wav")
+    for i in range(3):
+        write_wav(folder / f"b-short-{i}.wav", join_sentences([SENTENCES[i]], tmp_path, seed=i).samples)
+    server = linkai_server_factory(latency_ms=300)
+    env = {**os.environ, "LINKAI_API_KEY": server.api_key}
+    cmd = [sys.executable, "-m", "linkai_provider.cli", str(folder), str(tmp_path / "out"), "--base-url", server.url,
+           "-q", "--no-progress", "--max-chunk-seconds", "10", "--max-concurrency", "4"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while server.stats()["transcriptions_ok"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workdirs = list(Path(tempfile.gettempdir()).glob(f"linkai-split-{proc.pid}-*"))
+    assert workdirs, "the long file should be being split"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 4, err.decode()
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "SIGTERM" and summary["not_sent"] >= 1
+    written = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    assert "a-long.wav" not in written  # its pieces did not all come back: no row, sent again next run
+    assert all(r["status"] == "ok" for r in written.values())
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == (1 if written else 0)
+    assert not any(p.exists() for p in workdirs)
+    requests = server.stats()["requests_total"]
+    time.sleep(0.5)
+    assert server.stats()["requests_total"] == requests  # nothing more was sent
