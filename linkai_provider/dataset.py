@@ -1,4 +1,4 @@
-"""The transcript dataset: its Arrow schema, the part-file writer, and the reader used for planning.
+"""The transcript dataset: its Arrow schema, writing part files, and the reader used for planning.
 
 A dataset is a folder (optionally Hive-partitioned, ``dt=YYYY-MM-DD/``) of Parquet part files.
 Parts are written whole and atomically: on local disk to a hidden temporary name and then renamed,
@@ -72,8 +72,9 @@ def utcnow() -> datetime:
 
 class TranscriptWriter:
     """Buffers rows and writes them as Parquet part files every ``checkpoint_rows`` rows or
-    ``checkpoint_seconds`` seconds, whichever comes first. Not thread-safe: one writer per task,
-    fed from the thread that collects results.
+    ``checkpoint_seconds`` seconds, whichever comes first: for loading rows in bulk (test fixtures,
+    benchmarks, migrations). A task does not use it: it writes through its journal
+    (:class:`linkai_provider.journal.Journal`), one part per try. Not thread-safe.
 
     :param fs: filesystem of the dataset folder.
     :param root: dataset folder (created if missing).
