@@ -6,6 +6,7 @@ through Airflow against linkai-server, the connection examples read by the hook.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import runpy
@@ -188,6 +189,9 @@ def test_spark_snippet(transcripts):
         types = dict(frame.dtypes)
     finally:
         spark.stop()
+        # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
+        # pytest closed its streams ("--- Logging error ---"): nothing to say by then.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
     assert as_current(rows) == CURRENT
     assert types["dt"] == "date"  # the Hive partition is discovered, and typed
     assert rows and all(row["transcribed_at"] is not None for row in rows)
