@@ -47,8 +47,8 @@ class TranscribeAudioOperator(BaseOperator):
     :param max_chunk_seconds: the longest piece sent (default 600 s), for APIs that limit duration,
         and so that one long file's pieces run in parallel.
     :param split_long_audio: False: a file over ``max_upload_bytes`` is a failed row, never sent.
-    :param piece_format: encoding of pieces: ``ogg`` (Opus), ``flac`` or ``mp3`` (default: the
-        splitter's measured choice, see the long-recordings docs).
+    :param piece_format: encoding of pieces: ``ogg`` (Opus), ``flac`` or ``mp3``; None chooses per
+        file: FLAC when a ``max_chunk_seconds`` piece fits the upload budget uncompressed, else Opus.
     :param dry_run: list and plan as a real run would; log and return what would be sent (files,
         bytes, audio seconds, files of unknown duration, files that would be split); send and write nothing.
     :param max_files: send at most this many files this run, in listing order; the rest are held

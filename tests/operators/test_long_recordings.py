@@ -406,3 +406,11 @@ def test_sigterm_mid_file_stops_cleans_up_and_keeps_what_finished(tmp_path, link
     requests = server.stats()["requests_total"]
     time.sleep(0.5)
     assert server.stats()["requests_total"] == requests  # nothing more was sent
+
+
+def test_piece_format_is_chosen_by_the_budget():
+    from linkai_provider.recording import auto_piece_format
+
+    assert auto_piece_format(25 * 2**20, 600) == "flac"  # the defaults: 600 s of raw 16 kHz PCM is 19.2 MB
+    assert auto_piece_format(12 * 2**20, 600) == "ogg"  # a lower (e.g. learned) limit: compact Opus
+    assert auto_piece_format(12 * 2**20, 300) == "flac"
