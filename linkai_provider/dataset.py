@@ -14,11 +14,12 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
@@ -232,12 +233,36 @@ def _tables(
     s3fs wrapper left threads behind that could abort the process at exit."""
     if is_local(fs):
         for path in files:
-            yield pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA)
+            with open(path, "rb") as fh:
+                yield _read_table(fh.read(), columns, filters)
         return
     for start in range(0, len(files), READ_BATCH):
         blobs = fs.cat(files[start : start + READ_BATCH])
         for path in files[start : start + READ_BATCH]:
-            yield pq.read_table(pa.BufferReader(blobs[path]), columns=columns, filters=filters, schema=SCHEMA)
+            yield _read_table(blobs[path], columns, filters)
+
+
+def _read_table(data: bytes, columns: list[str] | None, filters: Any = None) -> pa.Table:
+    """A part (Parquet) or a journal segment (an Arrow IPC stream: no encoding to pay per write)."""
+    if data[:4] == b"PAR1":
+        # Small files, parsed in this thread: no pyarrow thread pool left running at interpreter exit.
+        return pq.read_table(
+            pa.BufferReader(data), columns=columns, filters=filters, schema=SCHEMA, use_threads=False
+        )
+    table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    for column, op, value in filters or ():
+        assert op == "=", f"unsupported filter {op!r}"  # the only filter this module passes
+        table = table.filter(pc.equal(table[column], value))
+    return table.select(columns) if columns else table
+
+
+def encode_segment(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Rows as a journal segment: an Arrow IPC stream with :data:`SCHEMA`. A few rows encode in about
+    15 µs (a Parquet file of the same rows: 0.4 ms, footer and all), while answers wait for the GIL."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SCHEMA) as writer:
+        writer.write_table(pa.Table.from_pylist(list(rows), schema=SCHEMA))
+    return sink.getvalue().to_pybytes()
 
 
 def completed_keys(fs: AbstractFileSystem, root: str) -> set[tuple[str, str]]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import tenacity
 from fsspec import AbstractFileSystem
 
@@ -172,7 +171,7 @@ class Journal:
         if self._state != "new":
             raise RuntimeError(f"journal {self.identity.writer_id} was already opened")
         self._retry("writer.json", self._write_heartbeat)  # first: a journal is never without its writer
-        _encode_segment([_WARM_UP_ROW])  # pyarrow's first Parquet encode takes ~200 ms: not while rows wait
+        _encode_segment([_WARM_UP_ROW])  # pyarrow's first encode takes ~200 ms (imports): not while rows wait
         self._state = "open"
         self._thread = threading.Thread(target=self._run, name=f"linkai-journal-{self.identity.writer_id}", daemon=True)
         self._thread.start()
@@ -430,7 +429,4 @@ _WARM_UP_ROW: dict[str, Any] = {
 }
 
 
-def _encode_segment(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(list(rows), schema=dataset.SCHEMA), sink, compression="snappy")
-    return sink.getvalue().to_pybytes()
+_encode_segment = dataset.encode_segment

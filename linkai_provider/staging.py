@@ -4,7 +4,7 @@ Under a dataset folder ``root``::
 
     root/part-<writer_id>.parquet                 compacted parts (what readers see)
     root/_linkai/journal/<writer_id>/writer.json  who writes this journal, and its heartbeat
-    root/_linkai/journal/<writer_id>/seg-00000001.rows   Parquet blobs of rows (suffix hides them from *.parquet globs)
+    root/_linkai/journal/<writer_id>/seg-00000001.rows   rows, an Arrow IPC stream (not *.parquet: globs skip it)
     root/_linkai/journal/<writer_id>/claim-<other_writer_id>.json   another writer wants to adopt it
 
 Readers never look inside ``_linkai`` (``_``-prefixed names are skipped by DuckDB's hive globs, Spark,
