@@ -172,7 +172,7 @@ def main() -> None:
     mine: list[str] = []
     parts = part_files(fs, root)
     for path in parts:
-        table = pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=["status", "task_id"])
+        table = pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=["status", "task_id"], use_threads=False)
         mine += [
             s
             for s, t in zip(table.column("status").to_pylist(), table.column("task_id").to_pylist(), strict=True)
