@@ -32,8 +32,10 @@ def main(path: str, top: int = 25) -> None:
     by_thread: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     modules: Counter[str] = Counter()
-    for line in open(path):
-        stack, _, count = line.rstrip("\n").rpartition(" ")
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
         if not stack:
             continue
         n = int(count)

@@ -302,7 +302,8 @@ class Bench:
         if result["rows_ok"] != expected or (not allow_failed and result["summary"]["failed"]):
             raise RuntimeError(f"{spec['scenario']}: not every file transcribed: {result}")
         if root == ROOT and (
-            result["summary"].get("parts_written") not in (0, 1) or result["part_files"] > 1 + spec.get("parts_before", 0)
+            result["summary"].get("parts_written") not in (0, 1)
+            or result["part_files"] > 1 + spec.get("parts_before", 0)
         ):
             raise RuntimeError(f"{spec['scenario']}: expected one part per run: {result}")
         return result
@@ -360,7 +361,10 @@ class Bench:
             # before the rebuild: `git worktree add /tmp/old <commit>`), runs interleaved with ours.
             base_runs, our_runs = [], []
             for i in range(self.args.repeat):
-                for tag, root, runs in (("ours", ROOT, our_runs), ("baseline", Path(self.args.baseline_tree), base_runs)):
+                for tag, root, runs in (
+                    ("ours", ROOT, our_runs),
+                    ("baseline", Path(self.args.baseline_tree), base_runs),
+                ):
                     server.reset_stats()
                     spec = {
                         "scenario": "latency",
@@ -493,7 +497,6 @@ class Bench:
         row.met = row.list_plan_s <= 3.0 and row.requests == 100 and res["summary"]["transcribed"] == 100
         return row
 
-
     # -- issue 13 part 3: the pipeline's own overhead per round, seen from the server ----------------
     def bare(self, folder: Path, k: int, server: ProcessServerHandle) -> dict[str, Any]:
         """The bare asyncio reference client (bench/bare_client.py) over ``folder``."""
@@ -565,7 +568,8 @@ class Bench:
         row = Row.from_client("efficiency", n, res, limit_s=per_latency[200]["ideal_s"])
         row.detail = {"per_latency_ms": per_latency, "median": med, "fixed_median": fmed, "bare_median": bmed}
         row.figure = "; ".join(
-            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f})" for lat in (200, 100)
+            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f})"
+            for lat in (200, 100)
         )
         row.target = ">= 0.95 at 200 ms, >= 0.9 at 100 ms (median)"
         row.met = med[200] >= 0.95 and med[100] >= 0.9

@@ -17,13 +17,9 @@ from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
 from linkai_provider.journal import CompactionResult, Journal, WriterIdentity
-from linkai_provider.pipeline import (
-    DEFAULT_MAX_CHUNK_SECONDS,
-    DEFAULT_MAX_UPLOAD_BYTES,
-    BatchResult,
-    TranscriptionPipeline,
-)
+from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
 from linkai_provider.planning import Budget, Plan, dry_run_report, plan_batch, summarize
+from linkai_provider.recording import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, FileSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +46,18 @@ class BatchOptions:
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
-        if self.max_file_size_bytes is not None and self.max_file_size_bytes < 1:
-            raise ValueError(f"max_file_size_bytes must be positive or None, got {self.max_file_size_bytes}")
-        if self.max_upload_bytes < 1:
-            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
-        if self.max_chunk_seconds <= 0:
-            raise ValueError(f"max_chunk_seconds must be positive, got {self.max_chunk_seconds}")
+        self.file_settings({})  # the per-file limits are checked where they live
+
+    def file_settings(self, row_context: Mapping[str, Any]) -> FileSettings:
+        return FileSettings(
+            max_file_size_bytes=self.max_file_size_bytes,
+            max_upload_bytes=self.max_upload_bytes,
+            max_chunk_seconds=self.max_chunk_seconds,
+            split_long_audio=self.split_long_audio,
+            piece_format=self.piece_format,
+            extra_fields=dict(self.extra_fields),
+            row_context=dict(row_context),
+        )
 
 
 @dataclass
@@ -122,14 +124,8 @@ class Batch:
         pipeline = self.pipeline = TranscriptionPipeline(
             self.hook,
             journal,
+            opts.file_settings(self.row_context),
             max_concurrency=opts.max_concurrency,
-            max_file_size_bytes=opts.max_file_size_bytes,
-            max_upload_bytes=opts.max_upload_bytes,
-            max_chunk_seconds=opts.max_chunk_seconds,
-            split_long_audio=opts.split_long_audio,
-            piece_format=opts.piece_format,
-            extra_fields=opts.extra_fields,
-            row_context=self.row_context,
             progress_interval=opts.progress_interval,
             hold=(journal.healthy, journal.room),
             adaptive=opts.adaptive,

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,13 +24,17 @@ from linkai_provider.dataset import STATUS_OK
 from linkai_provider.exceptions import LinkAIFatalError
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import AudioFile
-from linkai_provider.recording import FileSettings, Outcome, RecordingTranscriber, UploadBudget
+from linkai_provider.recording import (
+    DEFAULT_MAX_CHUNK_SECONDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    FileSettings,
+    Outcome,
+    RecordingTranscriber,
+    UploadBudget,
+)
 from linkai_provider.scheduler import RequestScheduler
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-DEFAULT_MAX_CHUNK_SECONDS = 600.0
 
 
 class RowSink(Protocol):
@@ -87,39 +91,28 @@ class Progress:
 class TranscriptionPipeline:
     """Sends ``files`` through ``hook`` under an adaptive concurrency ceiling; rows go to ``sink``.
 
+    :param settings: what each file needs (limits, splitting, form fields, the rows' constant columns).
     :param max_concurrency: the ceiling of requests in flight (the level adapts below it).
     :param hold: while this event (any of these) is clear, no new request is sent (the sink is failing
         and retrying, or its backlog is full).
-    :param row_context: constant columns of every row (endpoint, dag_id, task_id, run_id, ...).
     """
 
     def __init__(
         self,
         hook: LinkAIHook,
         sink: RowSink,
+        settings: FileSettings,
         *,
         max_concurrency: int = 8,
-        max_file_size_bytes: int | None = None,
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-        max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS,
-        split_long_audio: bool = True,
-        piece_format: str | None = None,
-        extra_fields: Mapping[str, Any] | None = None,
-        row_context: Mapping[str, Any] | None = None,
         progress_interval: float = 10.0,
         hold: threading.Event | Sequence[threading.Event] | None = None,
         adaptive: bool = True,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_upload_bytes < 1:
-            raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
-        if max_chunk_seconds <= 0:
-            raise ValueError(f"max_chunk_seconds must be > 0, got {max_chunk_seconds}")
         self.hook = hook
         self.sink = sink
+        self.settings = settings
         self.max_concurrency = max_concurrency
         self.progress_interval = progress_interval
         self.log = logger
@@ -128,16 +121,7 @@ class TranscriptionPipeline:
         self.scheduler = RequestScheduler(
             max_concurrency, adaptive=adaptive, hold=hold, cancel=self.cancel, logger=logger
         )
-        self.budget = UploadBudget(max_upload_bytes, logger)
-        self.settings = FileSettings(
-            max_file_size_bytes=max_file_size_bytes,
-            max_upload_bytes=max_upload_bytes,
-            max_chunk_seconds=max_chunk_seconds,
-            split_long_audio=split_long_audio,
-            piece_format=piece_format,
-            extra_fields=dict(extra_fields or {}),
-            row_context=dict(row_context or {}),
-        )
+        self.budget = UploadBudget(settings.max_upload_bytes, logger)
         self._fatal: BaseException | None = None
 
     def stop(self, error: BaseException | None = None) -> None:
@@ -231,4 +215,13 @@ def _drain(finished: queue.SimpleQueue[Future[Outcome]], timeout: float) -> list
             return done
 
 
-__all__ = ["BatchResult", "LinkAIFatalError", "Progress", "RowSink", "TranscriptionPipeline"]
+__all__ = [
+    "DEFAULT_MAX_CHUNK_SECONDS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "BatchResult",
+    "FileSettings",
+    "LinkAIFatalError",
+    "Progress",
+    "RowSink",
+    "TranscriptionPipeline",
+]

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from linkai_provider.dataset import STATUS_FAILED, STATUS_OK, utcnow
@@ -83,15 +83,31 @@ class UploadBudget:
             return self._bytes
 
 
+DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_CHUNK_SECONDS = 600.0
+
+
 @dataclass(frozen=True)
 class FileSettings:
-    max_file_size_bytes: int | None
-    max_upload_bytes: int
-    max_chunk_seconds: float
-    split_long_audio: bool
-    piece_format: str | None
-    extra_fields: Mapping[str, Any]
-    row_context: Mapping[str, Any]
+    """What sending one file needs; validated here, where every caller builds it."""
+
+    max_file_size_bytes: int | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS
+    split_long_audio: bool = True
+    piece_format: str | None = None
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
+    row_context: Mapping[str, Any] = field(default_factory=dict)  # constant columns of every row
+
+    def __post_init__(self) -> None:
+        if self.max_file_size_bytes is not None and self.max_file_size_bytes < 1:
+            raise ValueError(f"max_file_size_bytes must be positive or None, got {self.max_file_size_bytes}")
+        if self.max_upload_bytes < 1:
+            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
+        if self.max_chunk_seconds <= 0:
+            raise ValueError(f"max_chunk_seconds must be positive, got {self.max_chunk_seconds}")
+        if self.piece_format not in (None, "ogg", "flac", "mp3"):
+            raise ValueError(f"piece_format must be 'ogg', 'flac', 'mp3' or None, got {self.piece_format!r}")
 
 
 @dataclass(frozen=True)
