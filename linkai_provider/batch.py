@@ -138,7 +138,7 @@ class Batch:
             pipeline.stop()
         journal.open()
         try:
-            result = pipeline.run(plan.todo, total=len(plan.todo))
+            result = pipeline.run(plan.todo, total=len(plan.todo), durations=plan.durations)
         finally:
             compacted, close_error = self._close(journal)
         if close_error is not None and result.fatal is None:

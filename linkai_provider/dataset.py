@@ -246,9 +246,7 @@ def _read_table(data: bytes, columns: list[str] | None, filters: Any = None) -> 
     """A part (Parquet) or a journal segment (an Arrow IPC stream: no encoding to pay per write)."""
     if data[:4] == b"PAR1":
         # Small files, parsed in this thread: no pyarrow thread pool left running at interpreter exit.
-        return pq.read_table(
-            pa.BufferReader(data), columns=columns, filters=filters, schema=SCHEMA, use_threads=False
-        )
+        return pq.read_table(pa.BufferReader(data), columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
     table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
     for column, op, value in filters or ():
         assert op == "=", f"unsupported filter {op!r}"  # the only filter this module passes

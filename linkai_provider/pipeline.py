@@ -15,13 +15,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from linkai_provider.dataset import STATUS_OK
-from linkai_provider.exceptions import LinkAIFatalError
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import AudioFile
 from linkai_provider.recording import (
@@ -51,7 +50,6 @@ class BatchResult:
     not_sent: int = 0
     audio_seconds: float = 0.0
     split: int = 0  # files sent through the splitter (pieces, or one re-encoded piece)
-    pieces: int = 0
     fatal: BaseException | None = None  # a LinkAIFatalError, or the sink's write error
     failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason), first few only
     scheduler: dict[str, int] = field(default_factory=dict)
@@ -131,7 +129,10 @@ class TranscriptionPipeline:
         self.cancel.set()
         self.scheduler.wake()
 
-    def run(self, files: Iterable[AudioFile], total: int) -> BatchResult:
+    def run(
+        self, files: Iterable[AudioFile], total: int, durations: Mapping[str, float | None] | None = None
+    ) -> BatchResult:
+        """Send ``files``; ``durations`` (by URI) are those planning already measured."""
         result = BatchResult(total=total)
         progress = Progress(total, self.progress_interval, self.scheduler, self.log)
         todo = iter(files)
@@ -142,7 +143,7 @@ class TranscriptionPipeline:
         pool = ThreadPoolExecutor(window, thread_name_prefix="linkai-file")
         piece_pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="linkai-piece")
         worker = RecordingTranscriber(
-            self.hook, self.scheduler, self.settings, self.budget, self.cancel, piece_pool, self.log
+            self.hook, self.scheduler, self.settings, self.budget, self.cancel, piece_pool, self.log, durations
         )
         try:
             while True:
@@ -195,7 +196,6 @@ class TranscriptionPipeline:
                     result.failures.append((row["source_uri"], row["error_message"]))
             if outcome.split:
                 result.split += 1
-                result.pieces += row.get("chunks") or 0
             if outcome.fatal is not None and result.fatal is None:
                 result.fatal = outcome.fatal
                 self.stop()
@@ -220,7 +220,6 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "BatchResult",
     "FileSettings",
-    "LinkAIFatalError",
     "Progress",
     "RowSink",
     "TranscriptionPipeline",

@@ -178,9 +178,11 @@ class RecordingTranscriber:
         cancel: threading.Event,
         piece_pool: ThreadPoolExecutor,
         logger: Any,
+        durations: Mapping[str, float | None] | None = None,
     ) -> None:
         self.hook, self.scheduler, self.settings, self.budget = hook, scheduler, settings, budget
         self.cancel, self.piece_pool, self.log = cancel, piece_pool, logger
+        self.durations = durations or {}  # measured while planning (budgets): not read a second time
 
     def __call__(self, file: AudioFile) -> Outcome:
         if self.cancel.is_set():
@@ -199,7 +201,10 @@ class RecordingTranscriber:
             return self._failed(row, UnreadableFileError(f"cannot open {file.uri}: {exc}"), started)
         try:
             # Probed while other files are in flight; only the request itself takes a slot.
-            row["audio_duration_s"] = measure_duration(fh, file.audio_format)
+            if file.uri in self.durations:
+                row["audio_duration_s"] = self.durations[file.uri]
+            else:
+                row["audio_duration_s"] = measure_duration(fh, file.audio_format)
             if self._needs_split(file.size, row["audio_duration_s"]):
                 fh.close()
                 return self._split(file, row, started)

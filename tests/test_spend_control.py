@@ -239,3 +239,33 @@ def test_budget_and_dry_run_arguments_are_validated(tmp_path, capsys, linkai_ser
     make_wavs(tmp_path / "in", 1)
     code = cli.main([str(tmp_path / "in"), str(tmp_path / "out"), "--base-url", linkai_server.url, "--max-files", "-1"])
     assert code == 2 and "max_files must be >= 0" in capsys.readouterr().err
+
+
+def test_durations_measured_while_planning_are_not_measured_again(tmp_path, capsys, linkai_server, speech, monkeypatch):
+    """A seconds budget measures every duration before sending (an MPEG program stream by reading the
+    whole file); the workers reuse those figures instead of reading the files again."""
+    import shutil
+
+    from linkai_provider import planning, recording
+
+    make_wavs(tmp_path / "in", 3, seconds=1.0)
+    shutil.copy(speech.dir / "clip_02.mpeg", tmp_path / "in" / "voicemail.mpeg")
+    calls = {"planning": 0, "workers": 0}
+
+    def counting(where, measure):
+        def measure_and_count(fh, fmt):
+            calls[where] += 1
+            return measure(fh, fmt)
+
+        return measure_and_count
+
+    monkeypatch.setattr(planning, "measure_duration", counting("planning", planning.measure_duration))
+    monkeypatch.setattr(recording, "measure_duration", counting("workers", recording.measure_duration))
+    linkai_server.reset_stats()
+
+    summary = transcribe(capsys, linkai_server, tmp_path / "in", tmp_path / "out", "--max-audio-seconds", "100")
+
+    assert summary["transcribed"] == 4 and calls == {"planning": 4, "workers": 0}
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r["audio_duration_s"] for r in rows(tmp_path / "out")}
+    assert by_name["voicemail.mpeg"] and 2.0 < by_name["voicemail.mpeg"] < 5.0  # still filled in
+    assert summary["audio_seconds"] == pytest.approx(linkai_server.stats()["audio_seconds_ok"], abs=0.01)
