@@ -73,6 +73,15 @@ def test_duckdb_snippet_local(transcripts):
         assert as_current(rows) == CURRENT
         # the columns the page promises, dt from the partition folder
         assert {r[0]: str(r[-1]) for r in rows}[f"{'s3://calls/in'}/b.mp3"] == "2026-11-20"
+    # the page's FROM clause reads version-2 and version-3 parts as one table
+    con = snippet["connect"](str(transcripts.root))
+    from_clause = snippet["CURRENT"].split("FROM", 1)[1].split("QUALIFY", 1)[0]
+    rows = con.execute(
+        "SELECT source_uri, warnings, segments FROM " + from_clause + " WHERE status = 'ok' AND dt = DATE '2026-11-21'"
+        " OR source_uri LIKE '%b.mp3'",
+        {"glob": str(transcripts.root) + "/**/*.parquet"},
+    ).fetchall()
+    assert_new_fields_read([{"source_uri": u, "warnings": w, "segments": s} for u, w, s in rows])
 
 
 def upload(fs, local: Path, remote: str) -> None:
@@ -159,6 +168,18 @@ def test_pandas_and_polars_local(transcripts, library):
     assert got == CURRENT
     assert set(SCHEMA.names) | {"dt"} == set(rows[0])
     assert len(rows) == len(CURRENT)
+    assert_new_fields_read(rows)
+
+
+def assert_new_fields_read(rows) -> None:
+    """The version-3 fields come through beside version-2 parts: d.flac's row (v3) has its warning and
+    its segment's channel; b.mp3's (a v2 part) has neither, as nulls."""
+    by_uri = {r["source_uri"]: r for r in rows}
+    flac, mp3 = by_uri["s3://calls/in/d.flac"], by_uri["s3://calls/in/b.mp3"]
+    assert list(flac["warnings"]) == ["channel 1 is silent: not sent"]
+    assert [seg["channel"] for seg in flac["segments"]] == [0]
+    assert mp3["warnings"] is None or mp3["warnings"] != mp3["warnings"]  # null (pandas: <NA>)
+    assert [seg["channel"] for seg in mp3["segments"]] == [None] and mp3["segments"][0]["text"] == "bonjour"
 
 
 @pytest.mark.parametrize("library", ["pandas", "polars"])
@@ -187,6 +208,9 @@ def test_spark_snippet(transcripts):
         frame = snippet["current_transcripts"](spark, str(transcripts.root))
         rows = frame.collect()
         types = dict(frame.dtypes)
+        full = spark.sql("SELECT * FROM transcripts WHERE source_uri LIKE '%/d.flac' OR source_uri LIKE '%/b.mp3'")
+        full = [r for r in full.collect() if r["status"] == "ok" and str(r["dt"]) in ("2026-11-20", "2026-11-21")]
+        full = [r for r in full if not (r["source_uri"].endswith("d.flac") and str(r["dt"]) == "2026-11-20")]
     finally:
         spark.stop()
         # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
@@ -194,16 +218,20 @@ def test_spark_snippet(transcripts):
         logging.getLogger("py4j").setLevel(logging.WARNING)
     assert as_current(rows) == CURRENT
     assert types["dt"] == "date"  # the Hive partition is discovered, and typed
+    assert_new_fields_read([row.asDict(recursive=True) for row in full])
     assert rows and all(row["transcribed_at"] is not None for row in rows)
 
 
 # -- Athena, BigQuery ----------------------------------------------------------------------------------
 COMPATIBLE = {
     "athena": {"string": {"string"}, "int64": {"bigint"}, "int32": {"int", "integer"}, "double": {"double"},
-               "timestamp": {"timestamp"}, "segments": {"array<struct<start_s:double,end_s:double,text:string>>"}},
+               "timestamp": {"timestamp"},
+               "segments": {"array<struct<start_s:double,end_s:double,text:string,channel:int>>"},
+               "warnings": {"array<string>"}},
     "bigquery": {"string": {"STRING"}, "int64": {"INT64"}, "int32": {"INT64"}, "double": {"FLOAT64"},
                  "timestamp": {"TIMESTAMP"},
-                 "segments": {"ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING>>"}},
+                 "segments": {"ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING, channel INT64>>"},
+                 "warnings": {"ARRAY<STRING>"}},
 }  # fmt: skip
 
 
