@@ -1,7 +1,8 @@
 """One batch from start to end, shared by the operator and the CLI.
 
-list the source → read what is done (parts and journals) → plan within the budgets → open the journal
-(adopting rows of writers that died) → send through the pipeline → compact the journal into one part
+list the source → read what is done (parts and journals) → plan within the budgets → look up the pieces
+already answered for the files to send → open the journal (adopting rows of writers that died) → send
+through the pipeline (answered pieces are journaled as they arrive) → compact the journal into one part
 → summary. A dry run stops after planning: it reads, but sends and writes nothing.
 """
 
@@ -16,7 +17,7 @@ from linkai_provider.dataset import completed_keys
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import resolve
-from linkai_provider.journal import CompactionResult, Journal, WriterIdentity
+from linkai_provider.journal import CompactionResult, Journal, PieceRecord, WriterIdentity, answered_pieces
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
 from linkai_provider.planning import Budget, Plan, dry_run_report, plan_batch, summarize
 from linkai_provider.recording import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, FileSettings
@@ -131,6 +132,8 @@ class Batch:
             adaptive=opts.adaptive,
             logger=self.log,
             on_progress=self._progress_callback(),
+            answered=self._answered(plan),
+            pieces_sink=journal.append_pieces,
         )
         journal.on_fatal = pipeline.stop  # rows that cannot be stored must not be paid for
         journal.backlog_limit = 2 * opts.max_concurrency
@@ -173,6 +176,21 @@ class Batch:
             return None
         scope_fs, scope_root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
         return completed_keys(scope_fs, scope_root)
+
+    def _answered(self, plan: Plan) -> dict[tuple[str, str], list[PieceRecord]]:
+        """Pieces answered earlier for the files this run sends (a killed try, a failed piece), under
+        the same scope as the incremental check: they are not paid for again."""
+        if not self.options.incremental or not plan.todo:
+            return {}
+        scope_fs, scope_root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
+        answered = answered_pieces(scope_fs, scope_root, [(f.uri, f.fingerprint) for f in plan.todo])
+        if answered:
+            self.log.info(
+                "%d answered piece(s) of %d file(s) from earlier tries will not be sent again",
+                sum(len(v) for v in answered.values()),
+                len(answered),
+            )
+        return answered
 
     def _log_plan(self, plan: Plan) -> None:
         self.log.info(

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -200,11 +200,18 @@ def publish_file(fs: AbstractFileSystem, local_path: str, path: str) -> None:
 
 
 def write_part(
-    fs: AbstractFileSystem, path: str, tables: Iterable[pa.Table], metadata: Mapping[bytes, bytes] | None = None
+    fs: AbstractFileSystem,
+    path: str,
+    tables: Iterable[pa.Table],
+    metadata: Mapping[bytes, bytes] | None = None,
+    *,
+    before_publish: Callable[[], None] | None = None,
 ) -> int:
     """Stream ``tables`` (``SCHEMA``) into one part file at ``path``, atomically; returns its rows.
     Nothing is written when there is no row. The file is built locally (beside ``path`` on local
-    disk, so the rename is atomic), so memory holds one row group, not the whole part."""
+    disk, so the rename is atomic), so memory holds one row group, not the whole part.
+    ``before_publish`` runs once every table was read, before the part becomes visible (also when
+    there is no row): compaction stores what must outlive the journals there."""
     if is_local(fs):
         directory, name = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
@@ -224,6 +231,8 @@ def write_part(
                     buffer = []
             if buffer:
                 writer.write_table(pa.concat_tables(buffer))
+        if before_publish is not None:
+            before_publish()
         if rows:
             publish_file(fs, tmp, path)
     finally:
