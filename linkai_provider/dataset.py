@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
-from linkai_provider import __version__
+from linkai_provider import __version__, keyindex
 from linkai_provider.io.storage import is_local
 from linkai_provider.staging import scan
 
@@ -148,6 +148,7 @@ class TranscriptWriter:
         pq.write_table(table, sink, compression="snappy")
         path = f"{self.root}/{self.part_prefix}-{len(self.parts):05d}{PART_SUFFIX}"
         _atomic_write(self.fs, path, sink.getvalue().to_pybytes())
+        write_index(self.fs, path, ok_keys(table))
         self.parts.append(path)
         self.rows_written += len(self._rows)
         log.info("Checkpoint: wrote %d row(s) to %s", len(self._rows), self.fs.unstrip_protocol(path))
@@ -155,6 +156,19 @@ class TranscriptWriter:
         return path
 
     close = flush
+
+
+def ok_keys(table: pa.Table) -> set[tuple[str, str]]:
+    """``(source_uri, source_fingerprint)`` of the ``ok`` rows of ``table``."""
+    ok = table.filter(pc.equal(table["status"], STATUS_OK))
+    return set(zip(ok["source_uri"].to_pylist(), ok["source_fingerprint"].to_pylist(), strict=True))
+
+
+def write_index(fs: AbstractFileSystem, part: str, keys: Iterable[tuple[str, str]]) -> None:
+    """Write the key index of ``part`` (:mod:`linkai_provider.keyindex`) once the part is visible: a
+    part never counts through an index alone. Idempotent: the same part always gives the same files."""
+    for path, data in keyindex.index_files(part, keys).items():
+        _atomic_write(fs, path, data)
 
 
 def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
@@ -261,6 +275,61 @@ def _tables(
         blobs = fs.cat(files[start : start + READ_BATCH])
         for path in files[start : start + READ_BATCH]:
             yield _read_table(blobs[path], columns, filters)
+
+
+_FOOTER_GUESS = 64 * 1024
+
+
+def read_columns(
+    fs: AbstractFileSystem, parts: Mapping[str, int], columns: list[str], filters: Any = None
+) -> Iterator[tuple[str, pa.Table]]:
+    """``(path, table)`` of each part (path -> size, as listed) with only ``columns`` read: on local disk
+    by pyarrow, on object stores by fetching the footer and then only those columns' chunks (a batch of
+    parts at a time, concurrently, through fsspec), placed at their offsets in an otherwise empty buffer
+    of the file's size, which pyarrow then parses. A part's text never crosses the network to answer a
+    question about its keys. ``columns`` must include those ``filters`` name."""
+    paths = list(parts)
+    if is_local(fs):
+        for path in paths:
+            yield path, pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
+        return
+    for start in range(0, len(paths), READ_BATCH):
+        batch = paths[start : start + READ_BATCH]
+        sizes = [int(parts[p]) for p in batch]
+        tails = fs.cat_ranges(batch, [max(0, n - _FOOTER_GUESS) for n in sizes], sizes)
+        buffers: list[bytearray] = []
+        wanted: list[tuple[int, int, int]] = []  # (batch index, start, end)
+        for i, (path, size, tail) in enumerate(zip(batch, sizes, tails, strict=True)):
+            if isinstance(tail, BaseException):
+                raise tail
+            tail = bytes(tail)
+            footer = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else size
+            if tail[-4:] != b"PAR1":
+                raise ValueError(f"{fs.unstrip_protocol(path)} is not a Parquet file")
+            if footer > len(tail):
+                tail = bytes(fs.cat_file(path, start=size - footer, end=size))
+            buffer = bytearray(size)  # zero pages cost no memory until written
+            buffer[size - len(tail) :] = tail
+            buffers.append(buffer)
+            meta = pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-footer:]))
+            for rg in range(meta.num_row_groups):
+                group = meta.row_group(rg)
+                for c in range(group.num_columns):
+                    chunk = group.column(c)
+                    if chunk.path_in_schema.split(".", 1)[0] in columns:
+                        first = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                        wanted.append((i, first, first + chunk.total_compressed_size))
+        if wanted:
+            blobs = fs.cat_ranges(
+                [batch[i] for i, _, _ in wanted], [a for _, a, _ in wanted], [b for _, _, b in wanted]
+            )
+            for (i, a, b), blob in zip(wanted, blobs, strict=True):
+                if isinstance(blob, BaseException):
+                    raise blob
+                buffers[i][a:b] = blob
+        for path, buffer in zip(batch, buffers, strict=True):
+            reader = pa.BufferReader(pa.py_buffer(buffer))
+            yield path, pq.read_table(reader, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
 
 
 def _read_table(data: bytes, columns: list[str] | None, filters: Any = None) -> pa.Table:

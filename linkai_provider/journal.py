@@ -456,6 +456,10 @@ class Journal:
         adopted = tuple(j for j in journals if j != me)
         if rows == 0:
             return CompactionResult(None, 0, adopted), journals
+        try:  # before the journals go, so a check never has to read this part; a planner indexes it otherwise
+            dataset.write_index(self.fs, path, ok)
+        except Exception as exc:
+            self.log.warning("Could not index %s (the next run indexes it): %s", path, exc)
         url = self.fs.unstrip_protocol(path)
         self.log.info("Wrote %d row(s) to %s (%d adopted journal(s))", rows, url, len(adopted))
         return CompactionResult(url, rows, adopted), journals

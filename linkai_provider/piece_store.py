@@ -225,9 +225,11 @@ def prune_pieces(
     files are ever dropped, so two planners pruning the same file at once leave duplicates (read once),
     never a loss. Returns the pieces dropped."""
     dropped = 0
+    held = {path: keys_of(table) for path, table in files.items()}
+    every = set().union(*held.values()) if held else set()
+    finished = done(every) if every else set()  # one check for every file's keys
     for path, table in files.items():
-        keys = keys_of(table)
-        gone = done(keys) if keys else set()
+        gone = held[path] & finished
         if not gone:
             continue
         kept = drop(table, gone)

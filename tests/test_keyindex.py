@@ -1,0 +1,199 @@
+"""The incremental check through the key index: what it reads follows the listed folders, a file done long
+ago is still skipped, parts without an index (older versions) count and get one, journals count, and
+concurrent writers never make a done file look undone (local disk and S3 on moto)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from linkai_provider import dataset, keyindex
+from linkai_provider.dataset import SCHEMA, TranscriptWriter
+from linkai_provider.planning import KeyIndex, check_done, done_keys
+from linkai_provider.staging import scan
+from tests.test_dataset import row
+from tests.test_journal import ident, journal
+
+FP = "size:1;mtime:1"
+DAY0 = date(2025, 11, 28)
+
+
+def day(n: int) -> str:
+    return (DAY0 + timedelta(days=n)).isoformat()
+
+
+def uri(n: int, i: int, base: str = "s3://calls") -> str:
+    return f"{base}/{day(n)}/agent-{i % 3}/call-{i:05d}.wav"
+
+
+def history(fs, root: str, days: int, per_day: int, **kw) -> None:
+    """``days`` daily partitions of ``per_day`` ok rows (every 5th failed), as bulk loads write them."""
+    for n in range(days):
+        writer = TranscriptWriter(fs, f"{root}/dt={day(n)}", checkpoint_rows=10**6)
+        for i in range(per_day):
+            writer.add(row(uri(n, i), status="failed" if i % 5 == 4 else "ok", **kw))
+        writer.close()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return fsspec.filesystem("file"), str(tmp_path / "transcripts")
+    fs = request.getfixturevalue("s3fs_factory")()
+    bucket = f"keys-{abs(hash(request.node.name)) % 10**8}"
+    fs.mkdir(bucket)
+    return fs, f"{bucket}/transcripts"
+
+
+def test_grouping_is_as_deep_as_32_groups_allow():
+    nightly = [uri(0, i) for i in range(60)]
+    assert set(keyindex.group_prefixes(nightly).values()) == {f"s3://calls/{day(0)}/agent-{a}/" for a in range(3)}
+    many_agents = [f"s3://calls/{day(0)}/agent-{i}/x.wav" for i in range(500)]
+    assert set(keyindex.group_prefixes(many_agents).values()) == {f"s3://calls/{day(0)}/"}
+    month = [f"s3://calls/{day(n)}/a/{i}.wav" for n in range(40) for i in range(3)]
+    assert set(keyindex.group_prefixes(month).values()) == {"s3://calls/"}  # 40 days > 32: one level up
+    assert set(keyindex.group_prefixes(["s3://a/x.wav", "gs://b/y.wav"]).values()) == {"s3://a/", "gs://b/"}
+    assert set(keyindex.group_prefixes(["file:///x.wav", "s3://b/y.wav"]).values()) == {"file:///", "s3://b/"}
+    assert keyindex.group_prefixes([]) == {}
+
+
+def test_a_check_reads_only_the_groups_of_the_listed_folders_and_finds_a_year_old_file(store):
+    fs, root = store
+    history(fs, root, days=30, per_day=20)
+    tonight = [(uri(29, i), FP) for i in range(20)] + [(uri(30, i), FP) for i in range(20)]  # yesterday + new
+    done, index = check_done(fs, root, tonight)
+    assert done == {(uri(29, i), FP) for i in range(20) if i % 5 != 4}
+    assert index.stats.parts == 30 and index.stats.parts_read == 0
+    assert index.stats.index_files_read == 3  # day 29's three agent folders; none of the other 29 days
+    old = [(uri(0, i), FP) for i in range(20)]  # a file done a year ago is still skipped
+    assert done_keys(fs, root, old) == {(uri(0, i), FP) for i in range(20) if i % 5 != 4}
+    assert done_keys(fs, root, [(uri(0, 0), "another-version")]) == set()  # a changed file goes again
+    assert done_keys(fs, root, []) == set()
+
+
+def test_parts_without_an_index_count_and_are_indexed_once(store):
+    """Parts of schema v2 (no ``warnings``, no ``segments.channel``), written before the index existed."""
+    fs, root = store
+    v2 = pa.schema([f for f in SCHEMA if f.name != "warnings"]).set(
+        SCHEMA.get_field_index("segments"),
+        pa.field("segments", pa.list_(pa.struct([f for f in dataset.SEGMENT if f.name != "channel"]))),
+    )
+    for n in range(3):
+        rows = [row(uri(n, i), status="failed" if i == 1 else "ok", segments=[{"start_s": 0.0, "end_s": 1.0,
+                "text": "hello"}]) for i in range(4)]  # fmt: skip
+        for r in rows:
+            r.pop("warnings")
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=v2), sink)
+        dataset._atomic_write(fs, f"{root}/dt={day(n)}/part-v2-{n}.parquet", sink.getvalue().to_pybytes())
+    keys = [(uri(n, i), FP) for n in range(3) for i in range(4)]
+    expected = {k for k in keys if "call-00001" not in k[0]}
+
+    done, index = check_done(fs, root, keys)  # a dry run: reads, writes nothing
+    assert done == expected and index.stats.parts_read == 3 and index.stats.indexed == 0
+    assert scan(fs, root).keys == {}
+    done, index = check_done(fs, root, keys, build=True)
+    assert done == expected and index.stats.parts_read == 3 and index.stats.indexed == 3
+    done, index = check_done(fs, root, keys)
+    assert done == expected and index.stats.parts_read == 0 and index.stats.index_files_read == 6  # 2 agents each
+
+
+def test_an_index_counts_only_with_its_part_and_all_its_groups(tmp_path):
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    history(fs, root, days=1, per_day=6)
+    keys = [(uri(0, i), FP) for i in range(6)]
+    expected = done_keys(fs, root, keys)
+    assert len(expected) == 5
+    listing = scan(fs, root)
+    (part,) = listing.parts
+    groups = sorted(listing.keys[f"{root}/dt={day(0)}"])
+    assert len(groups) == 3 and all(".g3-" in g for g in groups)
+
+    # One group missing (a writer killed while writing them): the part is read instead, and re-indexed.
+    fs.rm_file(f"{root}/dt={day(0)}/_linkai/keys/{groups[0]}")
+    done, index = check_done(fs, root, keys, build=True)
+    assert done == expected and index.stats.parts_read == 1 and index.stats.indexed == 1
+    assert sorted(scan(fs, root).keys[f"{root}/dt={day(0)}"]) == groups
+
+    # The part deleted (retention): its index alone does not make its files done.
+    fs.rm_file(part)
+    assert done_keys(fs, root, keys) == set()
+
+
+def test_a_part_with_no_ok_row_has_an_empty_index(tmp_path):
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    writer = TranscriptWriter(fs, root)
+    writer.add(row("s3://calls/x.wav", status="failed"))
+    writer.close()
+    assert [n for n in scan(fs, root).keys[root]] == [f"{writer.parts[0].rsplit('/', 1)[1][:-8]}.g0.keys"]
+    _, index = check_done(fs, root, [("s3://calls/x.wav", FP)])
+    assert index.stats.parts_read == 0 and index.stats.index_files_read == 0
+
+
+def test_journals_of_live_and_dead_writers_count_and_compaction_indexes_its_part(store):
+    fs, root = store
+    live = journal(fs, f"{root}/dt={day(1)}")
+    live.append([row(uri(1, 0)), row(uri(1, 1), status="failed")])
+    live.flush()
+    keys = [(uri(1, i), FP) for i in range(2)]
+    assert done_keys(fs, root, keys) == {(uri(1, 0), FP)}
+    live.close()
+    listing = scan(fs, root)
+    assert len(listing.parts) == 1 and len(listing.keys[f"{root}/dt={day(1)}"]) == 1  # compaction indexed it
+    done, index = check_done(fs, root, keys)
+    assert done == {(uri(1, 0), FP)} and index.stats.parts_read == 0 and index.stats.index_files_read == 1
+
+
+def test_concurrent_writers_never_make_a_done_file_look_undone(tmp_path):
+    """Shards compacting while a planner checks: journal -> part -> index -> journal deleted, in any
+    interleaving with the planner's listing, a key seen done stays done."""
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    shards, batches, per_batch = 4, 6, 5
+    keys = [(uri(s, b * per_batch + i), FP) for s in range(shards) for b in range(batches) for i in range(per_batch)]
+    stop, seen, errors = threading.Event(), [set()], []
+
+    def writer(shard: int) -> None:
+        try:
+            for b in range(batches):  # each batch: one try of the shard, a journal then a part
+                j = journal(fs, f"{root}/dt={day(shard)}", ident(run_id=f"r{b}", map_index=shard))
+                for i in range(per_batch):
+                    j.append([row(uri(shard, b * per_batch + i))])
+                j.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def planner() -> None:
+        try:
+            while not stop.is_set():
+                now = done_keys(fs, root, keys, build=True)
+                missing = seen[0] - now
+                assert not missing, f"{len(missing)} done key(s) looked undone, e.g. {sorted(missing)[:2]}"
+                seen[0] = now
+        except BaseException as exc:
+            errors.append(exc)
+
+    checking = threading.Thread(target=planner)
+    checking.start()
+    writing = [threading.Thread(target=writer, args=(s,)) for s in range(shards)]
+    for t in writing:
+        t.start()
+    for t in writing:
+        t.join()
+    stop.set()
+    checking.join()
+    assert not errors, errors
+    assert done_keys(fs, root, keys) == set(keys)
+    assert len(scan(fs, root).parts) == shards * batches
+
+
+def test_key_index_ignores_unrelated_staging_files(tmp_path):
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    history(fs, root, days=1, per_day=2)
+    fs.pipe_file(f"{root}/dt={day(0)}/_linkai/keys/README", b"not an index")
+    assert len(done_keys(fs, root, [(uri(0, 0), FP)])) == 1
+    assert isinstance(KeyIndex(fs, scan(fs, root)), KeyIndex)
