@@ -148,7 +148,7 @@ class TranscriptWriter:
         pq.write_table(table, sink, compression="snappy")
         path = f"{self.root}/{self.part_prefix}-{len(self.parts):05d}{PART_SUFFIX}"
         _atomic_write(self.fs, path, sink.getvalue().to_pybytes())
-        write_index(self.fs, path, ok_keys(table))
+        write_index(self.fs, path, row_keys(table))
         self.parts.append(path)
         self.rows_written += len(self._rows)
         log.info("Checkpoint: wrote %d row(s) to %s", len(self._rows), self.fs.unstrip_protocol(path))
@@ -164,7 +164,13 @@ def ok_keys(table: pa.Table) -> set[tuple[str, str]]:
     return set(zip(ok["source_uri"].to_pylist(), ok["source_fingerprint"].to_pylist(), strict=True))
 
 
-def write_index(fs: AbstractFileSystem, part: str, keys: Iterable[tuple[str, str]]) -> None:
+def row_keys(table: pa.Table) -> set[tuple[str, str, str]]:
+    """``(source_uri, source_fingerprint, status)`` of every row of ``table`` (what the key index holds)."""
+    columns = [table[name].to_pylist() for name in ("source_uri", "source_fingerprint", "status")]
+    return set(zip(*columns, strict=True))
+
+
+def write_index(fs: AbstractFileSystem, part: str, keys: Iterable[tuple[str, str, str]]) -> None:
     """Write the key index of ``part`` (:mod:`linkai_provider.keyindex`) once the part is visible: a
     part never counts through an index alone. Idempotent: the same part always gives the same files."""
     for path, data in keyindex.index_files(part, keys).items():

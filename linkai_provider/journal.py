@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import tenacity
 from fsspec import AbstractFileSystem
 
@@ -438,13 +437,13 @@ class Journal:
         path = f"{self.root}/part-{me}{dataset.PART_SUFFIX}"
         while True:
             reading: list[str] = []
-            ok: set[tuple[str, str]] = set()
+            keys: set[tuple[str, str, str]] = set()  # (uri, fingerprint, status) of the part's rows
             found: list[pa.Table] = []
             try:
                 meta = {JOURNALS_KEY: json.dumps(journals).encode()}
                 rows = dataset.write_part(
-                    self.fs, path, self._segments(journals, reading, ok, found), meta,
-                    before_publish=functools.partial(self._keep_pieces, found, ok),
+                    self.fs, path, self._segments(journals, reading, keys, found), meta,
+                    before_publish=functools.partial(self._keep_pieces, found, keys),
                 )  # fmt: skip
                 break
             except FileNotFoundError:
@@ -457,7 +456,7 @@ class Journal:
         if rows == 0:
             return CompactionResult(None, 0, adopted), journals
         try:  # before the journals go, so a check never has to read this part; a planner indexes it otherwise
-            dataset.write_index(self.fs, path, ok)
+            dataset.write_index(self.fs, path, keys)
         except Exception as exc:
             self.log.warning("Could not index %s (the next run indexes it): %s", path, exc)
         url = self.fs.unstrip_protocol(path)
@@ -465,26 +464,26 @@ class Journal:
         return CompactionResult(url, rows, adopted), journals
 
     def _segments(
-        self, journals: list[str], reading: list[str], ok: set[tuple[str, str]], pieces: list[pa.Table]
+        self, journals: list[str], reading: list[str], keys: set[tuple[str, str, str]], pieces: list[pa.Table]
     ) -> Iterator[pa.Table]:
         """Every segment of ``journals`` as a table; ``reading`` ends with the journal being read. The
-        keys of ``ok`` rows are added to ``ok``, the journals' pieces to ``pieces``."""
+        rows' keys are added to ``keys`` (for the part's index), the journals' pieces to ``pieces``."""
         for wid in journals:
             reading.append(wid)
             listed = list_journal(self.fs, self.root, wid)
             for table in dataset._tables(self.fs, listed.segments, None):
-                done = table.filter(pc.equal(table["status"], dataset.STATUS_OK))
-                ok.update(zip(done["source_uri"].to_pylist(), done["source_fingerprint"].to_pylist(), strict=True))
+                keys.update(dataset.row_keys(table))
                 yield table
             for segment in listed.piece_segments:
                 pieces.append(piece_store.decode(self.fs.cat_file(segment)))
         reading.append("")  # all read: a FileNotFoundError now is the destination's, not a journal's
 
-    def _keep_pieces(self, found: list[pa.Table], ok: set[tuple[str, str]]) -> None:
+    def _keep_pieces(self, found: list[pa.Table], keys: set[tuple[str, str, str]]) -> None:
         """Store the pieces of files this part has no ``ok`` row for, before the part (and so the
         journals' deletion) makes the journals garbage."""
         if not found:
             return
+        ok = {(uri, fp) for uri, fp, status in keys if status == dataset.STATUS_OK}
         kept = piece_store.drop(pa.concat_tables(found), ok)
         if kept.num_rows:
             path = piece_store.pieces_path(self.root, self.identity.writer_id)

@@ -6,17 +6,19 @@ part. So each part gets a small index beside it, written when the part is writte
 loads) or, for parts without one (older versions, other tools), the first time a planner reads the part::
 
     folder/part-<id>.parquet
-    folder/_linkai/keys/part-<id>.g<n>-<hash>.keys    one of the part's n groups (n <= 32)
-    folder/_linkai/keys/part-<id>.g0.keys             the part has no ok row (empty file)
+    folder/_linkai/keys/part-<id>.g<n>-<hash>.keys    one of the part's n groups (n <= 8)
+    folder/_linkai/keys/part-<id>.g0.keys             the part has no row (empty file)
 
-A group holds the part's ``ok`` keys ``(source_uri, source_fingerprint)`` whose URI lies under one
-folder *prefix* (as deep as keeps the groups at 32 or fewer), sorted, as Parquet; ``<hash>`` is a hash of
-that prefix. A key can only be in a group whose prefix is an ancestor folder of its URI, so a planner
-hashes the ancestor folders of the URIs it listed and reads just the groups whose hash is among them:
-tonight's ``s3://calls/2026-11-28/`` never opens the index of ``s3://calls/2025-11-28/``. What it reads
-follows the folders it listed (their history, not the dataset's); the rest of the history costs one
-listing of names. Hash collisions only add reads; a part counts through its index only when all ``n``
-groups are listed (written before anyone may rely on them) and the part itself is listed.
+A group holds the part's keys ``(source_uri, source_fingerprint, status)`` whose URI lies under one
+folder *prefix* (as deep as keeps the groups at 8 or fewer: few names to list), sorted, as Parquet;
+``<hash>`` is a hash of that prefix. A key can only be in a group whose prefix is an ancestor folder of
+its URI, so a planner hashes the ancestor folders of the URIs it listed and reads just the groups whose
+hash is among them: tonight's ``s3://calls/2026-11-28/`` never opens the index of
+``s3://calls/2025-11-28/``. What it reads follows the folders it listed (their history, not the
+dataset's); the rest of the history costs one listing of names. Hash collisions only add reads; a part
+counts through its index only when all ``n`` groups are listed (they are written after the part, and
+the count is in every name, so a listing that caught only some of them is seen to be incomplete) and
+the part itself is listed.
 """
 
 from __future__ import annotations
@@ -33,9 +35,17 @@ import pyarrow.parquet as pq
 from linkai_provider.staging import KEYS_DIR, PART_SUFFIX, Listing
 
 Key = tuple[str, str]
+RowKey = tuple[str, str, str]  # (source_uri, source_fingerprint, status)
 KEYS_SUFFIX = ".keys"
-MAX_GROUPS = 32
-KEY_SCHEMA = pa.schema([pa.field("source_uri", pa.string()), pa.field("source_fingerprint", pa.string())])
+MAX_GROUPS = 8
+KEY_SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string()),
+        pa.field("source_fingerprint", pa.string()),
+        pa.field("status", pa.string()),
+    ],
+    metadata={"linkai.keys_version": "1"},
+)
 _NAME = re.compile(r"^(?P<stem>.+)\.g(?P<n>\d+)(?:-(?P<hash>[0-9a-f]{16}))?\.keys$")
 
 
@@ -85,23 +95,24 @@ def group_prefixes(uris: Iterable[str], max_groups: int = MAX_GROUPS) -> dict[st
     return out
 
 
-def index_files(part: str, keys: Iterable[Key]) -> dict[str, bytes]:
-    """The index of ``part`` (its path) holding the ``ok`` ``keys``: index path -> content."""
+def index_files(part: str, keys: Iterable[RowKey]) -> dict[str, bytes]:
+    """The index of ``part`` (its path) holding its rows' ``keys``: index path -> content. Failed rows
+    are indexed too: analytics asks which parts hold any row of a file."""
     folder, name = part.rsplit("/", 1)
     stem = name[: -len(PART_SUFFIX)] if name.endswith(PART_SUFFIX) else name
     base = f"{folder}/{KEYS_DIR}/{stem}"
     unique = sorted(set(keys))
-    prefixes = group_prefixes(uri for uri, _ in unique)
-    groups: dict[str, list[Key]] = {}
+    prefixes = group_prefixes(key[0] for key in unique)
+    groups: dict[str, list[RowKey]] = {}
     for key in unique:
         groups.setdefault(prefixes[_dir(key[0])], []).append(key)
     if not groups:
         return {f"{base}.g0{KEYS_SUFFIX}": b""}
     files = {}
     for prefix, members in groups.items():
-        table = pa.table(
-            {"source_uri": [u for u, _ in members], "source_fingerprint": [f for _, f in members]}, schema=KEY_SCHEMA
-        ).replace_schema_metadata({"linkai.prefix": prefix})
+        columns = list(zip(*members, strict=True))
+        table = pa.Table.from_arrays([pa.array(c, pa.string()) for c in columns], schema=KEY_SCHEMA)
+        table = table.replace_schema_metadata({**(KEY_SCHEMA.metadata or {}), b"linkai.prefix": prefix.encode()})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         files[f"{base}.g{len(groups)}-{prefix_hash(prefix)}{KEYS_SUFFIX}"] = sink.getvalue().to_pybytes()

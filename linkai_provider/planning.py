@@ -77,7 +77,7 @@ class KeyCheck:
 
     parts: int = 0
     index_files_read: int = 0
-    parts_read: int = 0  # no index: read (and indexed, when allowed)
+    parts_read: int = 0  # no index: read by column (and indexed, when allowed)
     indexed: int = 0
     segments_read: int = 0
 
@@ -97,24 +97,8 @@ class KeyIndex:
         if not wanted:
             return set()
         uris = pa.array(sorted({u for u, _ in wanted}), pa.string())
-        hashes = keyindex.wanted_hashes(u for u, _ in wanted)
-        to_read: list[str] = []
-        unindexed: dict[str, int] = {}
-        for part, size in self.listing.parts.items():
-            folder, name = part.rsplit("/", 1)
-            entry = self._parts.get((folder, name[: -len(dataset.PART_SUFFIX)]))
-            found = entry.complete() if entry is not None else None
-            if found is None:
-                unindexed[part] = size
-            else:
-                to_read += [path for h, path in found.items() if h in hashes]
         done: set[Key] = set()
-        for table in self._read_index(to_read):
-            done |= _matches(table, uris, wanted)
-        for part, table in dataset.read_columns(self.fs, unindexed, _KEY_COLUMNS, _OK):
-            self.stats.parts_read += 1
-            if build:
-                self._build(part, table)
+        for _, table in self._tables(self.listing.parts, uris, build=build, groups=keyindex.wanted_hashes):
             done |= _matches(table, uris, wanted)
         segments = self.listing.segments()
         for table in dataset._tables(self.fs, segments, _KEY_COLUMNS, _OK):
@@ -122,30 +106,80 @@ class KeyIndex:
         self.stats.segments_read += len(segments)
         return done
 
-    def _read_index(self, paths: list[str]) -> Iterator[pa.Table]:
-        for start in range(0, len(paths), dataset.READ_BATCH):
-            batch = paths[start : start + dataset.READ_BATCH]
-            blobs = self.fs.cat(batch, on_error="return")
-            for path in batch:
+    def parts_holding(self, uris: Collection[str], *, build: bool = False) -> dict[str, set[str]]:
+        """Visible part -> the ``uris`` it holds a row of (any status): where a file's rows are."""
+        wanted = pa.array(sorted(set(uris)), pa.string())
+        found: dict[str, set[str]] = {}
+        if len(wanted):
+            for part, table in self._tables(self.listing.parts, wanted, build=build, groups=keyindex.wanted_hashes):
+                hits = table.filter(pc.is_in(table["source_uri"], value_set=wanted))["source_uri"].to_pylist()
+                if hits:
+                    found.setdefault(part, set()).update(hits)
+        return found
+
+    def uris_in(self, parts: Collection[str], *, build: bool = False) -> set[str]:
+        """Every ``source_uri`` with a row in ``parts`` (listed part paths)."""
+        chosen = {p: self.listing.parts[p] for p in parts}
+        uris: set[str] = set()
+        for _, table in self._tables(chosen, None, build=build, groups=None):
+            uris.update(table["source_uri"].to_pylist())
+        return uris
+
+    def _tables(
+        self,
+        parts: dict[str, int],
+        uris: pa.Array | None,
+        *,
+        build: bool,
+        groups: Callable[[Iterable[str]], set[str]] | None,
+    ) -> Iterator[tuple[str, pa.Table]]:
+        """``(part, table of (source_uri, source_fingerprint, status))`` for every part of ``parts``: from
+        its index (only the groups ``groups(uris)`` names; every group when ``groups`` is None), or read
+        by column when it has none."""
+        hashes = groups(uris.to_pylist()) if groups is not None and uris is not None else None
+        to_read: list[tuple[str, str]] = []
+        unindexed: dict[str, int] = {}
+        for part, size in parts.items():
+            folder, name = part.rsplit("/", 1)
+            entry = self._parts.get((folder, name[: -len(dataset.PART_SUFFIX)]))
+            found = entry.complete() if entry is not None else None
+            if found is None:
+                unindexed[part] = size
+            else:
+                to_read += [(part, path) for h, path in found.items() if hashes is None or h in hashes]
+        yield from self._read_index(to_read)
+        for part, table in dataset.read_columns(self.fs, unindexed, _KEY_COLUMNS):
+            self.stats.parts_read += 1
+            if build:
+                self._build(part, table)
+            yield part, table
+
+    def _read_index(self, files: list[tuple[str, str]]) -> Iterator[tuple[str, pa.Table]]:
+        for start in range(0, len(files), dataset.READ_BATCH):
+            batch = files[start : start + dataset.READ_BATCH]
+            blobs = self.fs.cat([path for _, path in batch], on_error="return")
+            for part, path in batch:
                 blob = blobs.get(path)
                 if isinstance(blob, BaseException) or blob is None:
                     raise blob if isinstance(blob, BaseException) else FileNotFoundError(path)
                 self.stats.index_files_read += 1
-                yield pq.read_table(pa.BufferReader(blob), use_threads=False)
+                yield part, pq.read_table(pa.BufferReader(blob), use_threads=False)
 
     def _build(self, part: str, table: pa.Table) -> None:
         try:
-            dataset.write_index(self.fs, part, dataset.ok_keys(table))
+            dataset.write_index(self.fs, part, dataset.row_keys(table))
             self.stats.indexed += 1
         except Exception as exc:  # a read-only scope: the check still answers, the next one reads again
             log.debug("Cannot index %s: %s", part, exc)
 
 
 def _matches(table: pa.Table, uris: pa.Array, wanted: set[Key]) -> set[Key]:
-    """The keys of ``table`` in ``wanted``: URIs filtered in Arrow first, so only matches become Python."""
+    """The keys of ``ok`` rows of ``table`` in ``wanted``: URIs filtered in Arrow first, so only
+    matches become Python objects."""
     if table.num_rows == 0:
         return set()
-    hits = table.filter(pc.is_in(table["source_uri"], value_set=uris))
+    mask = pc.and_(pc.is_in(table["source_uri"], value_set=uris), pc.equal(table["status"], dataset.STATUS_OK))
+    hits = table.filter(mask)
     found = zip(hits["source_uri"].to_pylist(), hits["source_fingerprint"].to_pylist(), strict=True)
     return {k for k in found if k in wanted}
 

@@ -50,13 +50,13 @@ def store(request, tmp_path):
     return fs, f"{bucket}/transcripts"
 
 
-def test_grouping_is_as_deep_as_32_groups_allow():
+def test_grouping_is_as_deep_as_8_groups_allow():
     nightly = [uri(0, i) for i in range(60)]
     assert set(keyindex.group_prefixes(nightly).values()) == {f"s3://calls/{day(0)}/agent-{a}/" for a in range(3)}
     many_agents = [f"s3://calls/{day(0)}/agent-{i}/x.wav" for i in range(500)]
     assert set(keyindex.group_prefixes(many_agents).values()) == {f"s3://calls/{day(0)}/"}
     month = [f"s3://calls/{day(n)}/a/{i}.wav" for n in range(40) for i in range(3)]
-    assert set(keyindex.group_prefixes(month).values()) == {"s3://calls/"}  # 40 days > 32: one level up
+    assert set(keyindex.group_prefixes(month).values()) == {"s3://calls/"}  # 40 days > 8: one level up
     assert set(keyindex.group_prefixes(["s3://a/x.wav", "gs://b/y.wav"]).values()) == {"s3://a/", "gs://b/"}
     assert set(keyindex.group_prefixes(["file:///x.wav", "s3://b/y.wav"]).values()) == {"file:///", "s3://b/"}
     assert keyindex.group_prefixes([]) == {}
@@ -100,7 +100,7 @@ def test_parts_without_an_index_count_and_are_indexed_once(store):
     done, index = check_done(fs, root, keys, build=True)
     assert done == expected and index.stats.parts_read == 3 and index.stats.indexed == 3
     done, index = check_done(fs, root, keys)
-    assert done == expected and index.stats.parts_read == 0 and index.stats.index_files_read == 6  # 2 agents each
+    assert done == expected and index.stats.parts_read == 0 and index.stats.index_files_read == 9  # 3 agents each
 
 
 def test_an_index_counts_only_with_its_part_and_all_its_groups(tmp_path):
@@ -125,14 +125,17 @@ def test_an_index_counts_only_with_its_part_and_all_its_groups(tmp_path):
     assert done_keys(fs, root, keys) == set()
 
 
-def test_a_part_with_no_ok_row_has_an_empty_index(tmp_path):
+def test_failed_rows_are_indexed_but_never_done(tmp_path):
     fs, root = fsspec.filesystem("file"), str(tmp_path)
     writer = TranscriptWriter(fs, root)
     writer.add(row("s3://calls/x.wav", status="failed"))
     writer.close()
-    assert [n for n in scan(fs, root).keys[root]] == [f"{writer.parts[0].rsplit('/', 1)[1][:-8]}.g0.keys"]
-    _, index = check_done(fs, root, [("s3://calls/x.wav", FP)])
-    assert index.stats.parts_read == 0 and index.stats.index_files_read == 0
+    done, index = check_done(fs, root, [("s3://calls/x.wav", FP)])
+    assert done == set() and index.stats.parts_read == 0 and index.stats.index_files_read == 1
+    assert KeyIndex(fs, scan(fs, root)).parts_holding(["s3://calls/x.wav", "s3://calls/y.wav"]) == {
+        writer.parts[0]: {"s3://calls/x.wav"}
+    }
+    assert keyindex.index_files(f"{root}/part-empty.parquet", []) == {f"{root}/_linkai/keys/part-empty.g0.keys": b""}
 
 
 def test_journals_of_live_and_dead_writers_count_and_compaction_indexes_its_part(store):
@@ -144,9 +147,9 @@ def test_journals_of_live_and_dead_writers_count_and_compaction_indexes_its_part
     assert done_keys(fs, root, keys) == {(uri(1, 0), FP)}
     live.close()
     listing = scan(fs, root)
-    assert len(listing.parts) == 1 and len(listing.keys[f"{root}/dt={day(1)}"]) == 1  # compaction indexed it
+    assert len(listing.parts) == 1 and len(listing.keys[f"{root}/dt={day(1)}"]) == 2  # compaction indexed it
     done, index = check_done(fs, root, keys)
-    assert done == {(uri(1, 0), FP)} and index.stats.parts_read == 0 and index.stats.index_files_read == 1
+    assert done == {(uri(1, 0), FP)} and index.stats.parts_read == 0 and index.stats.index_files_read == 2
 
 
 def test_concurrent_writers_never_make_a_done_file_look_undone(tmp_path):
@@ -191,9 +194,21 @@ def test_concurrent_writers_never_make_a_done_file_look_undone(tmp_path):
     assert len(scan(fs, root).parts) == shards * batches
 
 
-def test_key_index_ignores_unrelated_staging_files(tmp_path):
-    fs, root = fsspec.filesystem("file"), str(tmp_path)
-    history(fs, root, days=1, per_day=2)
-    fs.pipe_file(f"{root}/dt={day(0)}/_linkai/keys/README", b"not an index")
-    assert len(done_keys(fs, root, [(uri(0, 0), FP)])) == 1
-    assert isinstance(KeyIndex(fs, scan(fs, root)), KeyIndex)
+def test_where_a_files_rows_are_and_which_files_a_part_holds(store):
+    fs, root = store
+    history(fs, root, days=4, per_day=6)
+    moved = uri(0, 4)  # failed on day 0 (every 5th row), then ok, filed under day 3
+    writer = TranscriptWriter(fs, f"{root}/dt={day(3)}")
+    writer.add(row(moved))
+    writer.close()
+    fs.pipe_file(f"{root}/dt={day(0)}/_linkai/keys/README", b"not an index")  # ignored
+    index = KeyIndex(fs, scan(fs, root))
+    holding = index.parts_holding([moved, uri(1, 0), "s3://elsewhere/x.wav"])
+    assert {p.split("/dt=")[1][:10]: uris for p, uris in holding.items()} == {
+        day(0): {moved},
+        day(3): {moved},
+        day(1): {uri(1, 0)},
+    }
+    assert index.stats.index_files_read == 3  # day 0's and day 3's agent-1 groups, day 1's agent-0 group
+    (part,) = [p for p in index.listing.parts if f"dt={day(1)}" in p]
+    assert index.uris_in([part]) == {uri(1, i) for i in range(6)}
