@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -127,6 +126,16 @@ def drop_index(fs: Any, root: str) -> None:
 
 
 # -- one measurement, in its own process -----------------------------------------------------------------------
+def _status_mb(field: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` of this process, in MB. Not ``ru_maxrss``: Linux carries that over
+    from the parent across exec, so a child of a big parent would report the parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def measure(mode: str, root: str, endpoint: str | None, listing_kind: str) -> dict[str, Any]:
     import fsspec
 
@@ -145,7 +154,7 @@ def measure(mode: str, root: str, endpoint: str | None, listing_kind: str) -> di
     uris, fps = keys_of_day(n, LISTED)
     files = [AudioFile(u, u[5:], 1_000_000, f, "wav", fs) for u, f in zip(uris, fps, strict=True)]
     listing = Listing(files, [])
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _status_mb("VmRSS")
     keys = [(f.uri, f.fingerprint) for f in files]
     t = time.perf_counter()
     stats: dict[str, Any] = {}
@@ -162,7 +171,7 @@ def measure(mode: str, root: str, endpoint: str | None, listing_kind: str) -> di
         stats = vars(index.stats)
     plan = plan_batch(listing, done)
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     return {
         "mode": mode,
         "listing": listing_kind,
@@ -276,7 +285,8 @@ def run(cache: Path, repeat: int = 3, s3: bool = True, legacy: bool = True) -> d
             fs.mkdir(BUCKET)
             fs.mkdir(f"{BUCKET}-empty")
             print("[history] s3: uploading the year to moto", file=sys.stderr, flush=True)
-            fs.put(str(local) + "/", f"{BUCKET}/history/", recursive=True)
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):  # one at a time: little memory
+                fs.put_file(str(path), f"{BUCKET}/history/{path.relative_to(local)}")
             results["s3"] = bench_store("s3", fs, f"{BUCKET}/history", f"{BUCKET}-empty/t", endpoint, repeat, legacy)
         finally:
             proc.terminate()

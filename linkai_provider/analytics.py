@@ -1,0 +1,208 @@
+"""The daily transcript summary, recomputed only for the days a run changed (issue 16 item 3).
+
+The summary counts each file once, on the day (``dt`` partition) of its *current* row (its latest by
+``transcribed_at``, then part path). So a run that wrote partition ``P`` changes the summary of ``P``
+and of every day holding an earlier row of a file the run wrote: a file that failed on day D and was
+``ok`` in D+1 leaves D's summary. Which days, exactly:
+
+1. ``P``: the partitions in the Asset events' ``extra["partitions"]`` (every event queued for this
+   analytics run; :mod:`linkai_provider.lineage` adds them).
+2. ``U``: every file with a row in ``P`` (from the key index, :mod:`linkai_provider.keyindex`).
+3. The days to recompute, ``A``: ``P`` and every day holding a row of a file of ``U``. A file's
+   current row can only have moved between days that hold its rows, and ``P`` is where rows were
+   added, so the summary of every other day is what it was.
+4. The rows read: every row of the days ``A`` (only the columns the summary uses), and, for the files
+   of ``A``, the ``source_uri``/``transcribed_at`` of their rows on other days, so "current" is decided
+   over each file's whole history. The summary SQL then runs over exactly those rows and keeps the
+   days ``A``; the files that count for a day of ``A`` are the same as in a full recompute, and so is
+   every figure (sums are exact: durations are summed in integer microseconds, in any order).
+
+Without partitions (a manual run, or an event from a producer that does not name them) the whole
+dataset is recomputed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from fsspec import AbstractFileSystem
+
+from linkai_provider.io.storage import is_local
+from linkai_provider.planning import KeyIndex
+from linkai_provider.staging import scan
+
+NO_DAY = "none"  # the ``dt`` of rows in parts outside any dt= folder
+COLUMNS = ("source_uri", "status", "text", "error_type", "audio_duration_s", "source_size_bytes", "transcribed_at")
+_DT = re.compile(r"/dt=([^/]+)/")
+
+# One row per file: its latest attempt wins ("current transcript per file"); the file counts for the
+# day (dt partition) of that row. Days whose files all moved on still get a row, with zeros. Sums of
+# seconds are exact (integer microseconds): the same rows give the same figures in any order.
+SUMMARY_SQL = """
+WITH rows AS (
+    SELECT *, coalesce(nullif(regexp_extract(filename, '/dt=([^/]+)/', 1), ''), 'none') AS dt
+    FROM transcript_rows
+),
+current AS (
+    SELECT * FROM rows
+    QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC, filename DESC) = 1
+),
+per_day AS (
+    SELECT
+        dt,
+        count(*) AS files,
+        count(*) FILTER (WHERE status = 'ok') AS ok,
+        count(*) FILTER (WHERE status <> 'ok') AS failed,
+        sum(CASE WHEN status = 'ok' AND trim(coalesce(text, '')) <> ''
+                 THEN len(regexp_split_to_array(trim(text), '\\s+')) ELSE 0 END) AS words,
+        sum(round(audio_duration_s * 1e6)::HUGEINT) / 1e6 AS audio_seconds,
+        count(audio_duration_s) AS files_with_duration,
+        sum(source_size_bytes) AS bytes
+    FROM current GROUP BY dt
+),
+reasons AS (
+    SELECT dt, list({'error_type': error_type, 'files': n} ORDER BY n DESC, error_type) AS failure_reasons
+    FROM (
+        SELECT dt, coalesce(error_type, 'unknown') AS error_type, count(*) AS n
+        FROM current WHERE status <> 'ok' GROUP BY ALL
+    ) GROUP BY dt
+),
+attempts AS (
+    SELECT dt, count(*) AS attempt_rows, min(transcribed_at) AS first_transcribed_at,
+           max(transcribed_at) AS last_transcribed_at,
+           -- what the API billed: every ok row's audio, re-transcriptions included
+           sum(round(audio_duration_s * 1e6)::HUGEINT) FILTER (WHERE status = 'ok') / 1e6 AS audio_seconds_billed
+    FROM rows WHERE status IS NOT NULL GROUP BY dt
+)
+SELECT
+    a.dt,
+    coalesce(d.files, 0)::BIGINT AS files,
+    coalesce(d.ok, 0)::BIGINT AS ok,
+    coalesce(d.failed, 0)::BIGINT AS failed,
+    coalesce(r.failure_reasons, []) AS failure_reasons,
+    coalesce(d.words, 0)::BIGINT AS words,
+    d.audio_seconds::DOUBLE AS audio_seconds,
+    coalesce(d.files_with_duration, 0)::BIGINT AS files_with_duration,
+    coalesce(d.bytes, 0)::BIGINT AS bytes,
+    coalesce(a.audio_seconds_billed, 0)::DOUBLE AS audio_seconds_billed,
+    a.attempt_rows::BIGINT AS attempt_rows,
+    a.first_transcribed_at,
+    a.last_transcribed_at,
+    now() AS generated_at
+FROM attempts a
+LEFT JOIN per_day d USING (dt)
+LEFT JOIN reasons r USING (dt)
+WHERE a.dt IN (SELECT dt FROM wanted_days) OR NOT EXISTS (SELECT 1 FROM wanted_days)
+ORDER BY a.dt
+"""
+
+
+def day_of(path: str) -> str:
+    """The ``dt`` the summary files a part's rows under (as :data:`SUMMARY_SQL` reads it from the path)."""
+    m = _DT.search(path)
+    return m.group(1) if m else NO_DAY
+
+
+def partitions_of_events(events: Iterable[Any]) -> list[str] | None:
+    """The partitions named by Asset events (their ``extra["partitions"]``), or None when any event
+    does not name them (then only a full recompute is right)."""
+    found: set[str] = set()
+    seen = False
+    for event in events:
+        seen = True
+        extra = getattr(event, "extra", None)
+        if extra is None and isinstance(event, Mapping):
+            extra = event.get("extra")
+        partitions = (extra or {}).get("partitions")
+        if not isinstance(partitions, list) or not all(isinstance(p, str) for p in partitions):
+            return None
+        found.update(partitions)
+    return sorted(found) if seen else None
+
+
+@dataclass
+class Recompute:
+    """What one summary run reads: parts whose every needed column is read, and other parts whose
+    keys only are read for the files ``uris`` (deciding which row is current)."""
+
+    full: bool
+    days: list[str] = field(default_factory=list)  # empty when full
+    parts: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+    uris: list[str] = field(default_factory=list)  # files of ``days`` with rows in ``others``
+    partitions: list[str] = field(default_factory=list)
+
+
+def plan_recompute(fs: AbstractFileSystem, root: str, partitions: Collection[str] | None) -> Recompute:
+    """The days to recompute for ``partitions`` written (None: everything) and the parts to read."""
+    root = root.rstrip("/")
+    listing = scan(fs, root)
+    if partitions is None:
+        return Recompute(full=True, parts=sorted(listing.parts))
+    index = KeyIndex(fs, listing)
+    by_day: dict[str, list[str]] = {}
+    for part in listing.parts:
+        by_day.setdefault(day_of(part), []).append(part)
+    written = {day_of(f"/{p.strip('/')}/") for p in partitions}
+    written_parts = [p for d in written for p in by_day.get(d, [])]
+    holding = index.parts_holding(index.uris_in(written_parts))
+    days = written | {day_of(p) for p in holding}
+    parts = sorted(p for d in days for p in by_day.get(d, []))
+    others = index.parts_holding(index.uris_in(parts))
+    other_parts = {p: uris for p, uris in others.items() if day_of(p) not in days}
+    return Recompute(
+        full=False,
+        days=sorted(days),
+        parts=parts,
+        others=sorted(other_parts),
+        uris=sorted(set().union(*other_parts.values())) if other_parts else [],
+        partitions=sorted(partitions),
+    )
+
+
+def summarize(fs: AbstractFileSystem, plan: Recompute, con: Any = None) -> pa.Table | None:
+    """Run :data:`SUMMARY_SQL` with DuckDB over what ``plan`` says to read: one row per day (every day
+    when ``plan.full``, else ``plan.days``); None when there is no part to read. Remote stores are read
+    through ``fs`` (fsspec); only the columns the summary uses are read."""
+    import duckdb
+
+    if not plan.parts:
+        return None
+    con = con or duckdb.connect()
+    # No extension downloads: remote files go through the same fsspec filesystem the operator uses.
+    con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
+    local = is_local(fs)
+    if not local:
+        con.register_filesystem(fs)
+
+    def files(paths: list[str]) -> str:
+        quoted = ", ".join("'" + (p if local else fs.unstrip_protocol(p)).replace("'", "''") + "'" for p in paths)
+        return f"read_parquet([{quoted}], filename = true, union_by_name = true, hive_partitioning = false)"
+
+    view = f"SELECT {', '.join(COLUMNS)}, filename FROM {files(plan.parts)}"
+    if plan.others and plan.uris:
+        con.register("other_uris", pa.table({"source_uri": pa.array(plan.uris, pa.string())}))
+        view += (
+            f" UNION ALL BY NAME SELECT source_uri, transcribed_at, filename FROM {files(plan.others)}"
+            " WHERE source_uri IN (SELECT source_uri FROM other_uris)"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW transcript_rows AS {view}")
+    con.register("wanted_days", pa.table({"dt": pa.array(plan.days, pa.string())}))
+    result = con.sql(SUMMARY_SQL).arrow()  # a Table before DuckDB 1.4, a RecordBatchReader since
+    return result.read_all() if hasattr(result, "read_all") else result
+
+
+__all__ = [
+    "COLUMNS",
+    "NO_DAY",
+    "SUMMARY_SQL",
+    "Recompute",
+    "day_of",
+    "partitions_of_events",
+    "plan_recompute",
+    "summarize",
+]
