@@ -42,7 +42,7 @@ reading only the columns the summary needs, with DuckDB (remote stores through f
 `con.register_filesystem(fs)`). Several events queued into one run are recomputed together. A run
 with no such event (triggered by hand, or by a producer that does not name partitions) recomputes
 every day, unless the param `partitions` names some (e.g. `["dt=2026-11-28"]`). The XCom says which:
-`mode` is `incremental` or `full`, `days` lists the days written.
+`mode` is `incremental` or `full`, `days_written` lists the days written.
 
 Configuration: `[linkai] transcripts_url` (as the transcribing DAGs), `LINKAI_SUMMARY_URL`
 (default: `transcript_summary` beside the dataset), and the storage connection from the param or
@@ -111,7 +111,8 @@ with DAG(
         summary = analytics.summarize(fs, plan)
         if summary is None:
             print(f"No transcripts under {TRANSCRIPTS_URL} for these days")
-            return {"mode": mode, "days": [], "partitions": written, "files": 0, "ok": 0, "failed": 0, "words": 0}
+            return {"mode": mode, "days": 0, "days_written": [], "partitions": written, "files": 0, "ok": 0,
+                    "failed": 0, "words": 0}  # fmt: skip
         print(f"Summary of {len(plan.parts)} part file(s) under {TRANSCRIPTS_URL}:")
         print(summary.drop_columns(["generated_at", "first_transcribed_at", "failure_reasons"]).to_pandas())
 
@@ -122,6 +123,7 @@ with DAG(
             rows = summary.filter(pc.equal(summary["dt"], day)).drop_columns(["dt"])
             _write_parquet(out_fs, f"{out_root}/dt={day}/summary.parquet", rows, atomic=is_local(out_fs))
         totals = {key: int(sum(summary.column(key).to_pylist())) for key in ("files", "ok", "failed", "words")}
-        return {"mode": mode, "days": days, "partitions": written, **totals, "summary_url": SUMMARY_URL}
+        return {"mode": mode, "days": len(days), "days_written": days, "partitions": written, **totals,
+                "summary_url": SUMMARY_URL}  # fmt: skip
 
     summarize(conn_id="{{ params.destination_conn_id or var.value.get('linkai_destination_conn_id', '') }}")
