@@ -174,10 +174,11 @@ def write_index(fs: AbstractFileSystem, part: str, keys: Iterable[tuple[str, str
     """Write the key index of ``part`` (:mod:`linkai_provider.keyindex`) once the part is visible: a
     part never counts through an index alone. Idempotent: the same part always gives the same files."""
     for path, data in keyindex.index_files(part, keys).items():
-        _atomic_write(fs, path, data)
+        _atomic_write(fs, path, data, durable=False)  # a cache: one lost in a crash is read as missing
 
 
-def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes, *, durable: bool = True) -> None:
+    """Write ``path`` whole or not at all; ``durable``: also survive a power cut (fsync)."""
     if is_local(fs):
         directory, name = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
@@ -185,9 +186,11 @@ def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old state or the whole part
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
     else:
         fs.pipe_file(path, data)  # one PUT: an object store shows the whole object or nothing
 

@@ -89,17 +89,22 @@ class KeyIndex:
         self.fs, self.listing = fs, listing
         self.stats = KeyCheck(parts=len(listing.parts))
         self._parts = keyindex.parse(listing)
+        self.parts_checked: set[str] = set()  # parts (immutable) whose keys were matched already
 
-    def done(self, keys: Collection[Key], *, build: bool = False) -> set[Key]:
+    def done(self, keys: Collection[Key], *, build: bool = False, found: set[Key] | None = None) -> set[Key]:
         """The ``keys`` with an ``ok`` row in a listed part or in a journal. ``build``: write the index of
-        every part read without one, so the next check need not read it."""
-        wanted = set(keys)
+        every part read without one, so the next check need not read it. ``found``: keys known done
+        already (an earlier attempt), added to as parts are read, so what was read before a journal
+        vanished is not lost; the parts read are in :attr:`parts_checked`."""
+        done = found if found is not None else set()
+        wanted = set(keys) - done
         if not wanted:
-            return set()
+            return done
         uris = pa.array(sorted({u for u, _ in wanted}), pa.string())
-        done: set[Key] = set()
-        for _, table in self._tables(self.listing.parts, uris, build=build, groups=keyindex.wanted_hashes):
+        todo = {p: n for p, n in self.listing.parts.items() if p not in self.parts_checked}
+        for _, table in self._tables(todo, uris, build=build, groups=keyindex.wanted_hashes):
             done |= _matches(table, uris, wanted)
+        self.parts_checked.update(todo)
         segments = self.listing.segments()
         for table in dataset._tables(self.fs, segments, _KEY_COLUMNS, _OK):
             done |= _matches(table, uris, wanted)
@@ -147,14 +152,19 @@ class KeyIndex:
                 unindexed[part] = size
             else:
                 to_read += [(part, path) for h, path in found.items() if hashes is None or h in hashes]
-        yield from self._read_index(to_read)
+        for part, table in self._read_index(to_read):
+            if table is None:  # unreadable (a crash while it was written): read the part instead
+                unindexed[part] = parts[part]
+            else:
+                yield part, table
         for part, table in dataset.read_columns(self.fs, unindexed, _KEY_COLUMNS):
             self.stats.parts_read += 1
             if build:
                 self._build(part, table)
             yield part, table
 
-    def _read_index(self, files: list[tuple[str, str]]) -> Iterator[tuple[str, pa.Table]]:
+    def _read_index(self, files: list[tuple[str, str]]) -> Iterator[tuple[str, pa.Table | None]]:
+        broken: set[str] = set()
         for start in range(0, len(files), dataset.READ_BATCH):
             batch = files[start : start + dataset.READ_BATCH]
             blobs = self.fs.cat([path for _, path in batch], on_error="return")
@@ -163,7 +173,16 @@ class KeyIndex:
                 if isinstance(blob, BaseException) or blob is None:
                     raise blob if isinstance(blob, BaseException) else FileNotFoundError(path)
                 self.stats.index_files_read += 1
-                yield part, pq.read_table(pa.BufferReader(blob), use_threads=False)
+                if part in broken:
+                    continue
+                try:
+                    table = pq.read_table(pa.BufferReader(blob), use_threads=False)
+                except (pa.ArrowException, OSError) as exc:
+                    log.warning("Key index %s is unreadable (%s): reading its part instead", path, exc)
+                    broken.add(part)
+                    yield part, None
+                    continue
+                yield part, table
 
     def _build(self, part: str, table: pa.Table) -> None:
         try:
@@ -185,15 +204,20 @@ def _matches(table: pa.Table, uris: pa.Array, wanted: set[Key]) -> set[Key]:
 
 
 def check_done(
-    fs: AbstractFileSystem, root: str, keys: Collection[Key], *, build: bool = False, attempts: int = 5
+    fs: AbstractFileSystem, root: str, keys: Collection[Key], *, build: bool = False, attempts: int = 10
 ) -> tuple[set[Key], KeyIndex]:
     """:func:`done_keys`, and the index it used (its listing, and figures of what it read)."""
+    found: set[Key] = set()
+    checked: set[str] = set()
     for attempt in range(attempts):
         index = KeyIndex(fs, scan(fs, root))
+        index.parts_checked |= checked & index.listing.parts.keys()
         try:
-            return index.done(keys, build=build), index
+            return index.done(keys, build=build, found=found), index
         except FileNotFoundError:
-            # A journal was compacted and deleted while we read it: its rows are in a part now.
+            # A journal was compacted and deleted while we read it: its rows are in a part now, which a
+            # new listing shows. Parts never change: those read already are not read again.
+            checked |= index.parts_checked
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")

@@ -227,22 +227,59 @@ def journal_dir(root: str, writer_id: str) -> str:
     return f"{root.rstrip('/')}/{JOURNALS}/{writer_id}"
 
 
+def _walk_local(root: str) -> dict[str, int]:
+    """Every file under ``root`` (path -> size), listed in the order an object store lists keys: a
+    folder's subfolders (``_linkai`` among them) before its own files. Rows only move from a journal
+    (``_linkai/journal/``) to a part in the folder above, and an index or kept pieces are written
+    before their journal is deleted, so listing the source of a move before its target never misses
+    both (fsspec's ``find`` lists a folder's files before its subfolders: a journal compacted in
+    between was seen neither as a journal nor as a part). Entries that vanish while listed (a temporary
+    file renamed, a segment deleted) are skipped."""
+    found: dict[str, int] = {}
+
+    def entries(folder: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def walk(folder: str) -> None:
+        for entry in entries(folder):
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    walk(entry.path)
+            except FileNotFoundError:
+                continue
+        for entry in entries(folder):  # listed again, after the subfolders: what moved up is here now
+            try:
+                if entry.is_file(follow_symlinks=True):
+                    found[entry.path] = entry.stat(follow_symlinks=True).st_size
+            except FileNotFoundError:
+                continue
+
+    walk(root)
+    return found
+
+
 def scan(fs: AbstractFileSystem, root: str) -> Listing:
     """One recursive listing of ``root``: visible parts, every journal, piece file and key-index file
-    at any depth."""
-    root = root.rstrip("/")
-    fs.invalidate_cache(root)  # other processes write here; fsspec's listing cache would hide them
-    try:
-        found = fs.find(root, detail=True)
-    except FileNotFoundError:
-        found = {}
+    at any depth. Object stores list keys in order (``_linkai/...`` before ``part-...``); local disk is
+    walked the same way (:func:`_walk_local`)."""
+    root = fs._strip_protocol(root).rstrip("/")
+    if is_local(fs):
+        sizes = _walk_local(root)
+    else:
+        fs.invalidate_cache(root)  # other processes write here; fsspec's listing cache would hide them
+        try:
+            found = fs.find(root, detail=True)
+        except FileNotFoundError:
+            found = {}
+        sizes = {path: int(info.get("size") or 0) for path, info in found.items() if info.get("type") != "directory"}
     listing = Listing({}, {})
-    for path, info in found.items():
-        if info.get("type") == "directory":
-            continue
+    for path, size in sizes.items():
         rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
         parts = rel.split("/")
-        size = int(info.get("size") or 0)
         if path.endswith(PART_SUFFIX) and not any(p.startswith((".", "_")) for p in parts):
             listing.parts[path] = size
             continue

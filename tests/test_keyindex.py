@@ -4,6 +4,7 @@ concurrent writers never make a done file look undone (local disk and S3 on moto
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import date, timedelta
 
@@ -120,6 +121,13 @@ def test_an_index_counts_only_with_its_part_and_all_its_groups(tmp_path):
     assert done == expected and index.stats.parts_read == 1 and index.stats.indexed == 1
     assert sorted(scan(fs, root).keys[f"{root}/dt={day(0)}"]) == groups
 
+    # A group left unreadable (a power cut: index files are not fsynced): the part is read, and re-indexed.
+    broken = f"{root}/dt={day(0)}/_linkai/keys/{groups[1]}"
+    fs.pipe_file(broken, b"")
+    done, index = check_done(fs, root, keys, build=True)
+    assert done == expected and index.stats.parts_read == 1 and index.stats.indexed == 1
+    assert fs.cat_file(broken)[:4] == b"PAR1"
+
     # The part deleted (retention): its index alone does not make its files done.
     fs.rm_file(part)
     assert done_keys(fs, root, keys) == set()
@@ -168,6 +176,9 @@ def test_concurrent_writers_never_make_a_done_file_look_undone(tmp_path):
                     j.append([row(uri(shard, b * per_batch + i))])
                 j.close()
         except BaseException as exc:  # pragma: no cover - reported below
+            import traceback
+
+            traceback.print_exc()
             errors.append(exc)
 
     def planner() -> None:
@@ -178,6 +189,9 @@ def test_concurrent_writers_never_make_a_done_file_look_undone(tmp_path):
                 assert not missing, f"{len(missing)} done key(s) looked undone, e.g. {sorted(missing)[:2]}"
                 seen[0] = now
         except BaseException as exc:
+            import traceback
+
+            traceback.print_exc()
             errors.append(exc)
 
     checking = threading.Thread(target=planner)
@@ -212,3 +226,66 @@ def test_where_a_files_rows_are_and_which_files_a_part_holds(store):
     assert index.stats.index_files_read == 3  # day 0's and day 3's agent-1 groups, day 1's agent-0 group
     (part,) = [p for p in index.listing.parts if f"dt={day(1)}" in p]
     assert index.uris_in([part]) == {uri(1, i) for i in range(6)}
+
+
+def test_a_listing_never_misses_rows_moving_from_a_journal_to_a_part(tmp_path, monkeypatch):
+    """Local disk is listed as object stores list keys: a folder's ``_linkai`` before its parts. A
+    journal compacted (part written, journal deleted) right after its folder was listed is then seen as
+    the part; listing the parts first would have seen neither."""
+    from linkai_provider import staging
+
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    folder = f"{root}/dt={day(0)}"
+    j = journal(fs, folder)
+    j.append([row(uri(0, i)) for i in range(3)])
+    j.flush()
+    real = staging.os.scandir
+    compacted = []
+
+    def scandir(path):
+        listing = real(path)
+        if path.endswith(j.identity.writer_id) and not compacted:
+            entries = list(listing)  # the journal as it was listed; then the writer compacts and deletes it
+            compacted.append(None)
+            compacted[0] = j.close()
+
+            class Listed:
+                def __enter__(self):
+                    return iter(entries)
+
+                def __exit__(self, *exc):
+                    return False
+
+            return Listed()
+        return listing
+
+    monkeypatch.setattr(staging.os, "scandir", scandir)
+    listing = scan(fs, root)
+    assert compacted and compacted[0].rows == 3
+    assert list(listing.parts) == [f"{folder}/part-{j.identity.writer_id}.parquet"]  # listed after it moved
+
+
+def test_a_file_vanishing_while_its_folder_is_listed_leaves_the_rest_listed(tmp_path, monkeypatch):
+    from linkai_provider import staging
+
+    fs, root = fsspec.filesystem("file"), str(tmp_path)
+    history(fs, root, days=1, per_day=2)
+    (part,) = scan(fs, root).parts
+    doomed = f"{root}/dt={day(0)}/.part-in-progress.parquet.tmp"
+    fs.pipe_file(doomed, b"x")
+    real = staging.os.scandir
+
+    class Vanishing:
+        def __init__(self, path):
+            self.entries = list(real(path))
+
+        def __enter__(self):
+            if os.path.exists(doomed):
+                os.unlink(doomed)  # renamed by its writer after the folder was read, before its stat
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(staging.os, "scandir", Vanishing)
+    assert list(scan(fs, root).parts) == [part]
