@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileOpener
 from fsspec.spec import AbstractFileSystem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +43,20 @@ class CountingFileSystem(AbstractFileSystem):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.inner = fsspec.filesystem("file")
-        self.bytes_read = 0
-        self.reads = 0
-        self._lock = threading.Lock()
+        # list.append is atomic under the GIL; a threading.Lock taken inside DuckDB's reads (its threads
+        # call back into Python) broke them ("don't know what type")
+        self._sizes: list[int] = []
 
     def count(self, n: int) -> None:
-        with self._lock:
-            self.bytes_read += n
-            self.reads += 1
+        self._sizes.append(n)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(self._sizes)
+
+    @property
+    def reads(self) -> int:
+        return len(self._sizes)
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -62,10 +68,13 @@ class CountingFileSystem(AbstractFileSystem):
         return path.rstrip("/") or "/"
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
-        return self.inner.ls(path, detail=detail, **kwargs)
+        return self.inner.ls(self._strip_protocol(path), detail=detail, **kwargs)
 
     def info(self, path: str, **kwargs: Any) -> Any:
-        return self.inner.info(path, **kwargs)
+        return self.inner.info(self._strip_protocol(path), **kwargs)
+
+    def modified(self, path: str) -> Any:
+        return self.inner.modified(self._strip_protocol(path))
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         data = self.inner.cat_file(self._strip_protocol(path), start=start, end=end)
@@ -73,8 +82,9 @@ class CountingFileSystem(AbstractFileSystem):
         return data
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
-        handle = self.inner.open(path, mode)
-        return _CountingFile(handle, self) if "r" in mode else handle
+        if "r" in mode:
+            return _CountingFile(self._strip_protocol(path), mode, self)
+        return self.inner.open(self._strip_protocol(path), mode)
 
     def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
         self.inner.pipe_file(self._strip_protocol(path), value)
@@ -89,69 +99,49 @@ class CountingFileSystem(AbstractFileSystem):
         self.inner.mkdir(self._strip_protocol(path), create_parents=create_parents)
 
 
-class _CountingFile:
-    def __init__(self, handle: Any, fs: CountingFileSystem) -> None:
-        self._handle, self._fs = handle, fs
+class _CountingFile(LocalFileOpener):
+    """A local file whose reads are counted (a subclass: DuckDB reads it as it reads fsspec's own)."""
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self._fs.count(len(data))
+    def __init__(self, path: str, mode: str, counter: CountingFileSystem) -> None:
+        self.counter = counter
+        super().__init__(path, mode, fs=counter.inner)
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        data = super().read(*args, **kwargs)
+        self.counter.count(len(data))
         return data
 
     def readinto(self, buffer: Any) -> int:
-        n = self._handle.readinto(buffer)
-        self._fs.count(n or 0)
+        n = self.f.readinto(buffer)
+        self.counter.count(n or 0)
         return n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._handle, name)
-
-    def __enter__(self) -> _CountingFile:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._handle.close()
 
 
 def tonight(local: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Play the nightly run into the year: returns its summaries (as the operator returns them) and
-    every file it created (removed afterwards)."""
-    from linkai_provider.dataset import SCHEMA, STATUS_OK
+    """Play the nightly run into the year: the day that ended (10,000 new files, rows like the year's),
+    and in its lookback the day before, whose failed files succeed now. Returns the run's summaries (as
+    the operator returns them) and every file it created (removed afterwards)."""
+    from linkai_provider.dataset import STATUS_OK
     from linkai_provider.journal import Journal, WriterIdentity
 
     fs = fsspec.filesystem("file")
     before = set(fs.find(str(local)))
     day, previous = history.DAYS, history.DAYS - 1
     now = datetime.now(timezone.utc)
+    retried = [r for r in history.day_table(previous).to_pylist() if r["status"] != STATUS_OK]
+    donor = history.day_table(day + 1).to_pylist()  # texts and figures for the retried files
+    for r, d in zip(retried, donor, strict=False):
+        r.update({k: d[k] for k in ("text", "segments", "chunks", "audio_duration_s")}, status=STATUS_OK)
+        r.update(error_type=None, error_code=None, error_message=None)
     summaries = []
-    failed_before = [
-        uri
-        for uri, status in zip(
-            history.day_table(previous).column("source_uri").to_pylist(),
-            history.day_table(previous).column("status").to_pylist(),
-            strict=True,
-        )
-        if status != STATUS_OK
-    ][:200]
-    fps = dict(zip(*history.keys_of_day(previous), strict=True))
-    for n, uris in ((previous, failed_before), (day, history.keys_of_day(day)[0])):
+    for n, rows in ((previous, retried), (day, history.day_table(day).to_pylist())):
         folder = f"{local}/dt={history.day(n)}"
         identity = WriterIdentity.new(run_id=f"scheduled__{history.day(day + 1)}", map_index=n, try_number=1)
         journal = Journal(fs, folder, identity)
         journal.check_writable()
         journal.open()
-        fingerprints = fps if n == previous else dict(zip(*history.keys_of_day(day), strict=True))
-        batch = []
-        for i, uri in enumerate(uris):
-            row = dict.fromkeys(SCHEMA.names)
-            row.update(source_uri=uri, source_fingerprint=fingerprints[uri], status=STATUS_OK, transcribed_at=now,
-                       text=" ".join(history.WORDS[(i + k) % len(history.WORDS)] for k in range(60)),
-                       audio_duration_s=120.0 + i % 60, source_size_bytes=3_840_000, chunks=1)  # fmt: skip
-            batch.append(row)
-            if len(batch) == 500:
-                journal.append(batch)
-                batch = []
-        journal.append(batch)
+        for start in range(0, len(rows), 500):
+            journal.append([{**r, "transcribed_at": now} for r in rows[start : start + 500]])
         result = journal.close()
         summaries.append({"destination": f"file://{folder}", "rows_written": result.rows})
     created = sorted(set(fs.find(str(local))) - before)

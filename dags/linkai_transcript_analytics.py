@@ -38,11 +38,12 @@ included: what the API billed, so the cost per day is one query over the summary
 **Only what changed is recomputed.** The transcribing run's Asset event names the partitions it wrote
 (`extra["partitions"]`); the run recomputes those days and the days holding earlier rows of the files
 they hold (a file that failed on one day and was transcribed on a later one leaves the earlier day),
-reading only the columns the summary needs, with DuckDB (remote stores through fsspec:
-`con.register_filesystem(fs)`). Several events queued into one run are recomputed together. A run
-with no such event (triggered by hand, or by a producer that does not name partitions) recomputes
-every day, unless the param `partitions` names some (e.g. `["dt=2026-11-28"]`). The XCom says which:
-`mode` is `incremental` or `full`, `days_written` lists the days written.
+reading only the columns the summary needs (pyarrow through fsspec: on object stores, each part's
+footer and those columns' byte ranges), and summarises them with DuckDB. Several events queued into
+one run are recomputed together. A run with no such event (triggered by hand, or by a producer that
+does not name partitions) recomputes every day, unless the param `partitions` names some (e.g.
+`["dt=2026-11-28"]`). The XCom says which: `mode` is `incremental` or `full`, `days_written` lists the
+days written.
 
 Configuration: `[linkai] transcripts_url` (as the transcribing DAGs), `LINKAI_SUMMARY_URL`
 (default: `transcript_summary` beside the dataset), and the storage connection from the param or

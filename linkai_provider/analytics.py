@@ -24,13 +24,15 @@ dataset is recomputed.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from fsspec import AbstractFileSystem
 
+from linkai_provider import dataset
 from linkai_provider.io.storage import is_local
 from linkai_provider.planning import KeyIndex
 from linkai_provider.staging import scan
@@ -135,6 +137,7 @@ class Recompute:
     others: list[str] = field(default_factory=list)
     uris: list[str] = field(default_factory=list)  # files of ``days`` with rows in ``others``
     partitions: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # part -> size, as listed
 
 
 def plan_recompute(fs: AbstractFileSystem, root: str, partitions: Collection[str] | None) -> Recompute:
@@ -142,7 +145,7 @@ def plan_recompute(fs: AbstractFileSystem, root: str, partitions: Collection[str
     root = root.rstrip("/")
     listing = scan(fs, root)
     if partitions is None:
-        return Recompute(full=True, parts=sorted(listing.parts))
+        return Recompute(full=True, parts=sorted(listing.parts), sizes=dict(listing.parts))
     index = KeyIndex(fs, listing)
     by_day: dict[str, list[str]] = {}
     for part in listing.parts:
@@ -161,36 +164,49 @@ def plan_recompute(fs: AbstractFileSystem, root: str, partitions: Collection[str
         others=sorted(other_parts),
         uris=sorted(set().union(*other_parts.values())) if other_parts else [],
         partitions=sorted(partitions),
+        sizes=dict(listing.parts),
     )
 
 
 def summarize(fs: AbstractFileSystem, plan: Recompute, con: Any = None) -> pa.Table | None:
     """Run :data:`SUMMARY_SQL` with DuckDB over what ``plan`` says to read: one row per day (every day
-    when ``plan.full``, else ``plan.days``); None when there is no part to read. Remote stores are read
-    through ``fs`` (fsspec); only the columns the summary uses are read."""
+    when ``plan.full``, else ``plan.days``); None when there is no part to read.
+
+    The parts are read with pyarrow through ``fs`` (object stores: each part's footer, then only the
+    columns the summary uses, :func:`linkai_provider.dataset.read_columns`), streamed into a DuckDB
+    table (which spills to disk beyond its memory limit), then summarised. DuckDB does not read
+    through fsspec itself: its threads share a Python file object's seek and read."""
     import duckdb
 
     if not plan.parts:
         return None
     con = con or duckdb.connect()
-    # No extension downloads: remote files go through the same fsspec filesystem the operator uses.
     con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
+    schema = pa.schema([*(dataset.SCHEMA.field(c) for c in COLUMNS), pa.field("filename", pa.string())])
     local = is_local(fs)
-    if not local:
-        con.register_filesystem(fs)
 
-    def files(paths: list[str]) -> str:
-        quoted = ", ".join("'" + (p if local else fs.unstrip_protocol(p)).replace("'", "''") + "'" for p in paths)
-        return f"read_parquet([{quoted}], filename = true, union_by_name = true, hive_partitioning = false)"
+    def name(path: str) -> str:
+        return path if local else fs.unstrip_protocol(path)
 
-    view = f"SELECT {', '.join(COLUMNS)}, filename FROM {files(plan.parts)}"
-    if plan.others and plan.uris:
-        con.register("other_uris", pa.table({"source_uri": pa.array(plan.uris, pa.string())}))
-        view += (
-            f" UNION ALL BY NAME SELECT source_uri, transcribed_at, filename FROM {files(plan.others)}"
-            " WHERE source_uri IN (SELECT source_uri FROM other_uris)"
-        )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW transcript_rows AS {view}")
+    def batches() -> Iterator[pa.RecordBatch]:
+        chosen = {p: plan.sizes[p] for p in plan.parts}
+        for path, table in dataset.read_columns(fs, chosen, list(COLUMNS)):
+            table = table.select(list(COLUMNS)).append_column("filename", pa.array([name(path)] * table.num_rows))
+            yield from table.cast(schema).to_batches()
+        if plan.others and plan.uris:
+            wanted = pa.array(plan.uris, pa.string())
+            others = {p: plan.sizes[p] for p in plan.others}
+            for path, table in dataset.read_columns(fs, others, ["source_uri", "transcribed_at"]):
+                table = table.filter(pc.is_in(table["source_uri"], value_set=wanted))
+                columns = {c: table[c] if c in table.column_names else pa.nulls(table.num_rows, schema.field(c).type)
+                           for c in COLUMNS}  # fmt: skip
+                columns["filename"] = pa.array([name(path)] * table.num_rows, pa.string())
+                yield from pa.table(columns, schema=schema).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    con.register("transcript_stream", reader)
+    con.execute("CREATE OR REPLACE TEMP TABLE transcript_rows AS SELECT * FROM transcript_stream")
+    con.unregister("transcript_stream")
     con.register("wanted_days", pa.table({"dt": pa.array(plan.days, pa.string())}))
     result = con.sql(SUMMARY_SQL).arrow()  # a Table before DuckDB 1.4, a RecordBatchReader since
     return result.read_all() if hasattr(result, "read_all") else result

@@ -90,6 +90,7 @@ class KeyIndex:
         self.stats = KeyCheck(parts=len(listing.parts))
         self._parts = keyindex.parse(listing)
         self.parts_checked: set[str] = set()  # parts (immutable) whose keys were matched already
+        self._cache: dict[str, pa.Table] = {}  # index files read (they never change): asked again, not read
 
     def done(self, keys: Collection[Key], *, build: bool = False, found: set[Key] | None = None) -> set[Key]:
         """The ``keys`` with an ``ok`` row in a listed part or in a journal. ``build``: write the index of
@@ -164,6 +165,10 @@ class KeyIndex:
             yield part, table
 
     def _read_index(self, files: list[tuple[str, str]]) -> Iterator[tuple[str, pa.Table | None]]:
+        for part, path in files:
+            if path in self._cache:
+                yield part, self._cache[path]
+        files = [(part, path) for part, path in files if path not in self._cache]
         broken: set[str] = set()
         for start in range(0, len(files), dataset.READ_BATCH):
             batch = files[start : start + dataset.READ_BATCH]
@@ -182,6 +187,8 @@ class KeyIndex:
                     broken.add(part)
                     yield part, None
                     continue
+                if len(self._cache) < 256:
+                    self._cache[path] = table
                 yield part, table
 
     def _build(self, part: str, table: pa.Table) -> None:
