@@ -89,23 +89,30 @@ class KeyIndex:
         self.fs, self.listing = fs, listing
         self.stats = KeyCheck(parts=len(listing.parts))
         self._parts = keyindex.parse(listing)
-        self.parts_checked: set[str] = set()  # parts (immutable) whose keys were matched already
         self._cache: dict[str, pa.Table] = {}  # index files read (they never change): asked again, not read
 
-    def done(self, keys: Collection[Key], *, build: bool = False, found: set[Key] | None = None) -> set[Key]:
+    def done(
+        self,
+        keys: Collection[Key],
+        *,
+        build: bool = False,
+        found: set[Key] | None = None,
+        checked: set[str] | None = None,
+    ) -> set[Key]:
         """The ``keys`` with an ``ok`` row in a listed part or in a journal. ``build``: write the index of
-        every part read without one, so the next check need not read it. ``found``: keys known done
-        already (an earlier attempt), added to as parts are read, so what was read before a journal
-        vanished is not lost; the parts read are in :attr:`parts_checked`."""
+        every part read without one, so the next check need not read it. To resume a check whose
+        journal vanished: ``found``, the keys known done already, is added to as parts are read, and
+        ``checked``, the parts matched already (parts never change), is skipped and then added to."""
         done = found if found is not None else set()
         wanted = set(keys) - done
         if not wanted:
             return done
         uris = pa.array(sorted({u for u, _ in wanted}), pa.string())
-        todo = {p: n for p, n in self.listing.parts.items() if p not in self.parts_checked}
+        todo = {p: n for p, n in self.listing.parts.items() if checked is None or p not in checked}
         for _, table in self._tables(todo, uris, build=build, groups=keyindex.wanted_hashes):
             done |= _matches(table, uris, wanted)
-        self.parts_checked.update(todo)
+        if checked is not None:
+            checked.update(todo)
         segments = self.listing.segments()
         for table in dataset._tables(self.fs, segments, _KEY_COLUMNS, _OK):
             done |= _matches(table, uris, wanted)
@@ -218,13 +225,11 @@ def check_done(
     checked: set[str] = set()
     for attempt in range(attempts):
         index = KeyIndex(fs, scan(fs, root))
-        index.parts_checked |= checked & index.listing.parts.keys()
         try:
-            return index.done(keys, build=build, found=found), index
+            return index.done(keys, build=build, found=found, checked=checked), index
         except FileNotFoundError:
             # A journal was compacted and deleted while we read it: its rows are in a part now, which a
             # new listing shows. Parts never change: those read already are not read again.
-            checked |= index.parts_checked
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")

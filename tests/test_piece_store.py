@@ -237,3 +237,31 @@ def test_batch_hands_the_scopes_answered_pieces_to_the_pipeline(tmp_path, linkai
     )  # fmt: skip
     narrow.run()
     assert narrow.pipeline is not None and narrow.pipeline.answered == {}
+
+
+@pytest.mark.usefixtures("airflow_home")
+def test_planning_drops_kept_pieces_of_files_done_since(tmp_path, linkai_conn):
+    """A kept piece file whose files all got an ok row elsewhere (another day's run) is garbage: the
+    next run's planning deletes it; one that still holds a file without an ok row stays."""
+    from linkai_provider.batch import Batch, BatchOptions
+    from linkai_provider.hooks.linkai import LinkAIHook
+    from tests.test_resilience import make_inputs
+
+    fs, root = fsspec.filesystem("file"), str(tmp_path / "out")
+    earlier = journal(fs, f"{root}/dt=2026-11-22")
+    earlier.append_pieces([piece("file:///done-elsewhere.wav", 0.0)])
+    earlier.close()
+    waiting = journal(fs, f"{root}/dt=2026-11-23")
+    waiting.append_pieces([piece("file:///still-waiting.wav", 0.0)])
+    waiting.close()
+    later = journal(fs, f"{root}/dt=2026-11-23")
+    later.append([row("file:///done-elsewhere.wav")])  # done since, by another run
+    later.close()
+    assert len(scan(fs, root).pieces) == 2
+
+    make_inputs(tmp_path / "in", 1)
+    Batch(
+        LinkAIHook(), source=str(tmp_path / "in"), destination=f"{root}/dt=2026-11-24", incremental_scope=root,
+        identity=ident(), row_context={}, options=BatchOptions(max_concurrency=2),
+    ).run()  # fmt: skip
+    assert list(scan(fs, root).pieces) == [piece_store.pieces_path(f"{root}/dt=2026-11-23", waiting.identity.writer_id)]
