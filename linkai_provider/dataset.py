@@ -75,6 +75,7 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 PART_SUFFIX = ".parquet"
 READ_BATCH = 32  # remote parts fetched at once while planning
+COLUMN_READ_BATCH = 8  # remote parts whose columns are fetched at once (their ranges concurrently)
 _LIST_ATTEMPTS = 5
 ROW_GROUP_ROWS = 64_000  # rows per row group when segments are compacted into a part
 
@@ -302,11 +303,11 @@ def read_columns(
         for path in paths:
             yield path, pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
         return
-    for start in range(0, len(paths), READ_BATCH):
-        batch = paths[start : start + READ_BATCH]
+    for start in range(0, len(paths), COLUMN_READ_BATCH):
+        batch = paths[start : start + COLUMN_READ_BATCH]
         sizes = [int(parts[p]) for p in batch]
         tails = fs.cat_ranges(batch, [max(0, n - _FOOTER_GUESS) for n in sizes], sizes)
-        buffers: list[bytearray] = []
+        buffers: list[pa.Buffer] = []
         wanted: list[tuple[int, int, int]] = []  # (batch index, start, end)
         for i, (path, size, tail) in enumerate(zip(batch, sizes, tails, strict=True)):
             if isinstance(tail, BaseException):
@@ -317,8 +318,8 @@ def read_columns(
                 raise ValueError(f"{fs.unstrip_protocol(path)} is not a Parquet file")
             if footer > len(tail):
                 tail = bytes(fs.cat_file(path, start=size - footer, end=size))
-            buffer = bytearray(size)  # zero pages cost no memory until written
-            buffer[size - len(tail) :] = tail
+            buffer = pa.allocate_buffer(size)  # Arrow's allocator maps it lazily: unwritten pages cost nothing
+            memoryview(buffer).cast("B")[size - len(tail) :] = tail
             buffers.append(buffer)
             meta = pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-footer:]))
             for rg in range(meta.num_row_groups):
@@ -335,9 +336,9 @@ def read_columns(
             for (i, a, b), blob in zip(wanted, blobs, strict=True):
                 if isinstance(blob, BaseException):
                     raise blob
-                buffers[i][a:b] = blob
+                memoryview(buffers[i]).cast("B")[a:b] = blob
         for path, buffer in zip(batch, buffers, strict=True):
-            reader = pa.BufferReader(pa.py_buffer(buffer))
+            reader = pa.BufferReader(buffer)
             yield path, pq.read_table(reader, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
 
 
