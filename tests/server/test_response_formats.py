@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -118,3 +119,13 @@ def test_whisper_segments_and_language(whisper_server, clip) -> None:
     vtt = post(whisper_server, path, response_format="vtt", language="en").text
     assert vtt.startswith("WEBVTT\n\n")
     assert [t for _, _, t in VTT_CUE.findall(vtt)] == [s["text"].strip() for s in segments]
+
+
+def test_the_docs_curl_example(linkai_server, wav) -> None:
+    """docs/server.md's curl line for a format, as written but for URL, key and file."""
+    result = subprocess.run(
+        ["curl", "-s", linkai_server.transcriptions_url, "-H", f"Authorization: Bearer {linkai_server.api_key}",
+         "-F", f"file=@{wav}", "-F", "model=whisper-1", "-F", "response_format=srt"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.startswith("1\n00:00:00,000 --> 00:00:02,500\nsha256:")
