@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
     p.add_argument("--max-retries", type=int, help="retries of transient errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the JSON summary on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only (stdout: the summary)"
+    )
     return p
 
 
@@ -171,15 +173,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _logs_to_stderr(level: int) -> None:
+    """Every log line to stderr, so stdout carries only the JSON summary (``-q | jq`` works).
+
+    Importing Airflow points both logging systems at stdout: the standard library's root handler,
+    and structlog, which the hook's ``self.log`` (Airflow's ``LoggingMixin``: the retry warnings)
+    writes through without the standard library. Both are sent to the root handler on stderr.
+    """
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.format_exc_info, structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # stdout carries only the JSON summary (importing Airflow points logging at stdout: take it back)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    _logs_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     try:
         summary = run(args)
     except (FileNotFoundError, PermissionError, ValueError) as exc:
