@@ -30,7 +30,6 @@ from tests.conftest import REPO
 from tests.helpers import get_dag, task_states
 
 pytestmark = pytest.mark.usefixtures("airflow_home")
-CLI = str(Path(sys.executable).with_name("linkai-transcribe"))
 
 HIDE_AMAZON = '''
 """Loaded at interpreter start (PYTHONPATH): this process sees no apache-airflow-providers-amazon."""
@@ -223,54 +222,61 @@ def without_amazon(tmp_path: Path) -> dict[str, str]:
 def test_aws_connection_without_the_amazon_provider_fails_before_any_request(
     tmp_path, clips, linkai_server, s3_proxy, s3fs_factory, monkeypatch, capsys
 ):
-    """The CLI with the same arguments: with the provider, files go to S3 through the proxy; without it,
-    exit 2 naming the package, and neither S3 nor LinkAI saw a request. Then the operator (dag.test())."""
+    """Without the provider (one subprocess, to pay Airflow's start once): the operator's task fails in
+    dag.test(), and the CLI exits 2, both naming the package, and neither S3 nor LinkAI saw a request.
+    Then the same CLI arguments with the provider: the files go to S3 through the same proxy."""
     s3fs_factory().mkdirs("aws-checks", exist_ok=True)
     conn = {**AWS, "extra": {"region_name": "us-east-1", "endpoint_url": s3_proxy.url}}
-    env = {**os.environ, "LINKAI_API_KEY": linkai_server.api_key, "AIRFLOW_CONN_AWS_LAKE": json.dumps(conn),
-           "PYTHONPATH": str(REPO)}  # fmt: skip
-    argv = [CLI, str(clips), "s3://aws-checks/transcripts/dt=2026-11-28", "--destination-conn-id", "aws_lake",
+    argv = [str(clips), "s3://aws-checks/transcripts/dt=2026-11-28", "--destination-conn-id", "aws_lake",
             "--base-url", linkai_server.url, "-q"]  # fmt: skip
-    linkai_server.reset_stats()
-
-    hidden = subprocess.run(argv, env={**env, **without_amazon(tmp_path)}, capture_output=True, text=True, timeout=180)
-    assert hidden.returncode == 2, hidden.stdout + hidden.stderr
-    assert "connection 'aws_lake' (type 'aws') needs apache-airflow-providers-amazon" in hidden.stderr
-    assert "pip install apache-airflow-providers-amazon" in hidden.stderr
-    assert "region_name" not in hidden.stderr and "NoCredentialsError" not in hidden.stderr
-    assert (s3_proxy.connections, linkai_server.stats()["requests_total"]) == (0, 0)
-
-    # the same arguments with the provider: files go to S3 through the proxy (in this process, to save a start)
-    from linkai_provider import cli
-
-    for name in ("LINKAI_API_KEY", "AIRFLOW_CONN_AWS_LAKE"):
-        monkeypatch.setenv(name, env[name])
-    code = cli.main(argv[1:])
-    out, err = capsys.readouterr()
-    assert code == 0, err[-3000:]
-    assert json.loads(out)["transcribed"] == 2  # stdout is the summary alone (the provider logs to stderr)
-    assert s3_proxy.connections > 0 and linkai_server.stats()["requests_total"] == 2
-
-    # the operator in dag.test(), amazon hidden: the task fails before any request
-    sent_before, s3_before = linkai_server.stats()["requests_total"], s3_proxy.connections
+    env = {
+        **os.environ,
+        **without_amazon(tmp_path),
+        "LINKAI_API_KEY": linkai_server.api_key,
+        "AIRFLOW_CONN_AWS_LAKE": json.dumps(conn),
+        "AIRFLOW_CONN_LINKAI_DEFAULT": linkai_server.airflow_conn_json,
+        "IN": str(clips),
+        "ARGV": json.dumps(argv),
+    }
     script = (
-        "import importlib.metadata, json, os\n"
+        "import contextlib, importlib.metadata, io, json, os\n"
         "from airflow.sdk.io.fs import has_fs\n"
         "from tests.helpers import get_dag, task_states\n"
         "conf = {'source': os.environ['IN'], 'destination': 's3://aws-checks/transcripts/dt=2026-11-29',"
         " 'destination_conn_id': 'aws_lake'}\n"
         "run = get_dag('linkai_test_transcribe').test(run_conf=conf)\n"
+        "from linkai_provider import cli\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "    code = cli.main(json.loads(os.environ['ARGV']))\n"
         "amazon = [d for d in importlib.metadata.distributions() if 'providers-amazon' in d.metadata['Name']]\n"
         "print('RESULT', json.dumps({'state': task_states(run)['transcribe'], 'has_s3': has_fs('s3'),"
-        " 'amazon': len(amazon)}))\n"
+        " 'amazon': len(amazon), 'cli': [code, out.getvalue(), err.getvalue()]}))\n"
     )
-    conns = {"AIRFLOW_CONN_LINKAI_DEFAULT": linkai_server.airflow_conn_json, "IN": str(clips)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env={**env, **conns, **without_amazon(tmp_path)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    linkai_server.reset_stats()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    logs = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not line.startswith("RESULT "))
     output = done.stdout + done.stderr
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    assert result == {"state": "failed", "has_s3": False, "amazon": 0}, output[-3000:]
-    assert "needs apache-airflow-providers-amazon, which is not installed" in output
-    assert linkai_server.stats()["requests_total"] == sent_before and s3_proxy.connections == s3_before
+    result = json.loads(
+        next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), "RESULT {}")[7:]
+    )
+    assert {k: result.get(k) for k in ("state", "has_s3", "amazon")} == {"state": "failed", "has_s3": False,
+                                                                          "amazon": 0}, output[-3000:]  # fmt: skip
+    assert "needs apache-airflow-providers-amazon, which is not installed" in logs  # the task's log
+    code, out, err = result["cli"]
+    assert (code, out) == (2, ""), err
+    assert "connection 'aws_lake' (type 'aws') needs apache-airflow-providers-amazon" in err
+    assert "pip install apache-airflow-providers-amazon" in err
+    assert "region_name" not in output + err and "NoCredentialsError" not in output + err
+    assert (s3_proxy.connections, linkai_server.stats()["requests_total"]) == (0, 0)
+
+    # the same CLI arguments with the provider (in this process): files go to S3 through the proxy
+    from linkai_provider import cli
+
+    for name in ("LINKAI_API_KEY", "AIRFLOW_CONN_AWS_LAKE"):
+        monkeypatch.setenv(name, env[name])
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    assert json.loads(out)["transcribed"] == 2  # stdout is the summary alone (the provider logs to stderr)
+    assert s3_proxy.connections > 0 and linkai_server.stats()["requests_total"] == 2

@@ -102,7 +102,7 @@ def stack(tmp_path_factory):
                 "LINKAI_POOL": "linkai",
             },
         )
-        stack.airflow("db", "migrate", timeout=300)
+        snippet(stack, "migrate")  # `airflow db migrate`, as docs/production.md says
         snippet(stack, "pool")  # the pool docs/production.md tells users to create
         stack.lake = lake  # type: ignore[attr-defined]
         stack.server = server  # type: ignore[attr-defined]
