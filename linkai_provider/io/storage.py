@@ -208,7 +208,7 @@ def _check_provider(store: Store, protocol: str, conn_id: str | None, conn_type:
     if not _importable(store.provider_module):
         raise StorageConfigurationError(
             f"connection {conn_id!r} (type {conn_type!r}) needs {store.provider}, which is not installed where "
-            f"this runs: only that provider reads the credentials of a {conn_type!r} connection. Install it on "
+            f"this runs: only that provider reads the credentials of connections of type {conn_type!r}. Install it on "
             f"every worker (pip install {store.provider}), or use a 'generic' connection whose extra holds "
             f"{store.fsspec_package} options"
         )

@@ -170,6 +170,13 @@ def test_plain_and_matching_connections_still_resolve(conn_env, moto_endpoint):
     check("/tmp/anything", None)  # a local path without a connection: nothing to say
 
 
+def test_a_missing_fsspec_package_is_named_before_anything_is_built():
+    """adlfs is not installed here: an abfs:// URL says what to install, with or without a connection."""
+    assert importlib.util.find_spec("adlfs") is None
+    with pytest.raises(StorageConfigurationError, match=r"abfs:// URLs need the adlfs package.*pip install adlfs"):
+        check("abfs://calls/2026-11-28/", None)
+
+
 # -- Google: the provider is really missing here -----------------------------------------------------
 def test_google_provider_is_not_installed_here():
     """The next tests rely on it: if someone installs it, they would test nothing, so say so."""
