@@ -400,7 +400,9 @@ def browse(stack: Stack, run_id: str, tmp_path: Path) -> None:
         # the nightly DAG's docs
         driver.get(f"{stack.api_url}/dags/{NIGHTLY}")
         wait_text(driver, NIGHTLY)
-        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Dag Docs']").click()
+        docs_button = "button[aria-label='Dag Docs']"  # rendered after the DAG's details load (slow under load)
+        wait_for("the Dag Docs button", lambda: driver.find_elements(By.CSS_SELECTOR, docs_button), 60)
+        driver.find_element(By.CSS_SELECTOR, docs_button).click()
         wait_text(driver, "LinkAI nightly transcription", "Pointing it at a real bucket")
         shot(driver, "3-nightly-dag-docs")
 
