@@ -11,6 +11,7 @@ from an Airflow connection with ``--conn-id``. Storage credentials come from fss
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -195,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logs_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     try:
-        summary = run(args)
+        # Airflow's structlog loggers (e.g. the Amazon provider's, reading an `aws` connection) print to
+        # stdout whatever logging says: during the run stdout is stderr, so stdout is the summary alone
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run(args)
     except (FileNotFoundError, PermissionError, ValueError) as exc:
         print(f"linkai-transcribe: {exc}", file=sys.stderr)
         return 2
