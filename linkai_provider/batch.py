@@ -88,6 +88,7 @@ class Batch:
         incremental_scope: str | None = None,
         logger: Any = log,
         on_progress: Callable[[BatchResult, TranscriptionPipeline], None] | None = None,
+        lister: Callable[[], Listing] | None = None,
     ) -> None:
         self.hook, self.source, self.destination, self.identity = hook, source, destination, identity
         self.row_context, self.options = dict(row_context), options
@@ -95,6 +96,8 @@ class Batch:
         self.incremental_scope, self.log, self.on_progress = incremental_scope, logger, on_progress
         self.pipeline: TranscriptionPipeline | None = None
         self.stopped = False
+        # one shard's slice instead of the whole source (linkai_provider.sharding.shard_lister)
+        self.lister = lister
 
     def stop(self) -> None:
         self.stopped = True
@@ -103,7 +106,7 @@ class Batch:
 
     def run(self) -> BatchOutcome:
         opts = self.options
-        listing = list_audio(self.source, self.source_conn_id)
+        listing = self.lister() if self.lister is not None else list_audio(self.source, self.source_conn_id)
         fs, root = resolve(self.destination, self.destination_conn_id)
         destination = fs.unstrip_protocol(root)
         if opts.dry_run:

@@ -18,7 +18,7 @@ import pytest
 from linkai_provider.dataset import TranscriptWriter, read_rows
 from linkai_provider.lineage import transcript_alias
 from linkai_provider.operators.transcribe import TranscribeAudioOperator
-from tests.helpers import check_ok_rows, xcom_return
+from tests.helpers import check_ok_rows, xcom_return, xcom_value
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG_IDS = ("linkai_nightly_transcription", "linkai_sharded_transcription", "linkai_transcript_analytics")
@@ -262,9 +262,14 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
         ("report", -1): "success",
         ("all_shards_succeeded", -1): "success",
     }
-    shards = xcom_return(run, "list_shards")
-    assert sorted(uri for shard in shards for uri in shard) == sorted({**first, **later})
-    assert [len(s) for s in shards] == [4, 3, 3]
+    assert xcom_return(run, "list_shards") == [0, 1, 2]  # shard numbers only: no file list in XCom
+    listing = xcom_value(run, "list_shards", "listing")
+    assert (listing["files_found"], listing["audio_files"], listing["shards"]) == (len({**first, **later}), 10, 3)
+    assert (listing["smallest_shard"], listing["largest_shard"]) == (3, 4)
+    assert "/_linkai/manifests/" in listing["manifest"]
+    assert sorted(xcom_return(run, "transcribe", i)["files_found"] for i in range(3)) == [3, 3, 4]
+    assert sorted(xcom_return(run, "transcribe", i)["shard"] for i in range(3)) == ["0/3", "1/3", "2/3"]
+    assert not Path(listing["manifest"].removeprefix("file://")).exists(), "removed once every shard succeeded"
     report = xcom_return(run, "report")
     assert (report["transcribed"], report["skipped"], report["failed"]) == (6, 4, 0)
     assert report["shards_reporting"] == 3
