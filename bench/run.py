@@ -40,8 +40,32 @@ from bench import inputs  # noqa: E402
 from linkai_provider.server.testing import ProcessServerHandle, start_server_process  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
-DEFAULT_SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
+SCENARIOS = (
+    "latency",
+    "s3",
+    "cpu",
+    "memory",
+    "planning",
+    "efficiency",
+    "limited",
+    "shards_limited",
+    "long",
+    "long_memory",
+)
+DEFAULT_SCENARIOS = (
+    "latency",
+    "s3",
+    "cpu",
+    "memory",
+    "planning",
+    "efficiency",
+    "limited",
+    "shards_limited",
+    "long",
+    "long_memory",
+    "listing",
+    "sharded",
+)
 STATS = (
     "requests_total",
     "by_status",
@@ -638,6 +662,97 @@ class Bench:
             and max(ad["share_429"]) <= 0.10
             and statistics.median(ad["wall_s"]) <= 1.3 * ideal
         )
+        return row
+
+    # -- issue 16 item 5: shards share the API's limit ------------------------------------------------
+    def shards_limited(self) -> Row:
+        """4 shard processes (one folder each, max_concurrency 4 as in the sharded DAG) at once against
+        a server that admits 3 requests at once (--latency-ms 500 --retry-after 1). With
+        --baseline-tree, the other checkout's clients run the same, interleaved."""
+        shards, k, limit, per = 4, 4, 3, 25 if self.quick else 100
+        n = shards * per
+        base = self.work / "shards-limited-audio"
+        if not base.exists():
+            for i in range(shards):
+                inputs.make_files(base / f"shard-{i}", per, SMALL, seed=60 + i)
+        ideal = math.ceil(n / limit) * 0.5
+        trees = [("ours", ROOT)]
+        if self.args.baseline_tree:
+            trees.append(("baseline", Path(self.args.baseline_tree)))
+        runs: dict[str, list[dict[str, Any]]] = {tag: [] for tag, _ in trees}
+        for i in range(self.args.limited_repeat):
+            for tag, root in trees:
+                server = self.server(500, max_in_flight=limit, retry_after=1)
+                results: list[dict[str, Any] | BaseException] = [{}] * shards
+                t0 = time.perf_counter()
+
+                def one(j: int, root: Path = root, tag: str = tag, i: int = i, server=server, results=results) -> None:
+                    spec = {
+                        "scenario": "shards_limited",
+                        "source": str(base / f"shard-{j}"),
+                        "destination": str(self.work / f"ds-shards-limited-{tag}-{i}" / f"shard-{j}"),
+                        "max_concurrency": k,
+                    }
+                    try:
+                        results[j] = self.client(spec, server, allow_failed=True, root=root)
+                    except BaseException as exc:  # noqa: BLE001 - reported below
+                        results[j] = exc
+
+                threads = [threading.Thread(target=one, args=(j,)) for j in range(shards)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - t0
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    raise RuntimeError(f"shards_limited: a shard failed: {errors[0]}")
+                st = server.stats()
+                done = [r for r in results if isinstance(r, dict)]
+                rejected = st["by_status"].get("429", 0)
+                runs[tag].append(
+                    {
+                        "wall_s": wall,
+                        "shard_walls_s": [round(r["wall_s"], 2) for r in done],
+                        "requests": st["requests_total"],
+                        "429": rejected,
+                        "share_429": rejected / st["requests_total"],
+                        "ok": st["transcriptions_ok"],
+                        "failed": sum(r["summary"]["failed"] for r in done),
+                        "max_admitted": st["max_admitted"],
+                        "levels_end": [r["summary"].get("concurrency") for r in done],
+                        "levels_min": [r["summary"].get("concurrency_min") for r in done],
+                        "loadavg": round(done[0]["loadavg_1m_before"], 2),
+                    }
+                )
+        out = {
+            tag: {
+                "share_429": [round(r["share_429"], 4) for r in rs],
+                "ok": [r["ok"] for r in rs],
+                "failed": [r["failed"] for r in rs],
+                "wall_s": [round(r["wall_s"], 2) for r in rs],
+                "wall_over_ideal": [round(r["wall_s"] / ideal, 3) for r in rs],
+            }
+            for tag, rs in runs.items()
+        }
+        ours = runs["ours"]
+        med = sorted(ours, key=lambda r: r["wall_s"])[(len(ours) - 1) // 2]
+        row = Row("shards_limited", n, med["wall_s"], n / med["wall_s"], limit_s=ideal, requests=med["requests"])
+        row.loadavg = med["loadavg"]
+        row.detail = {"modes": out, "runs": runs, "limit_s": ideal, "shards": shards, "max_concurrency": k}
+        o = out["ours"]
+        row.figure = (
+            f"ours: ok {min(o['ok'])}/{n}, 429 {max(o['share_429']):.1%} of requests (worst), "
+            f"wall {statistics.median(o['wall_s']):.1f} s = {statistics.median(o['wall_over_ideal']):.2f} x ideal"
+        )
+        if "baseline" in out:
+            b = out["baseline"]
+            row.figure += (
+                f"; baseline: ok {min(b['ok'])}-{max(b['ok'])}/{n}, 429 {statistics.median(b['share_429']):.1%}, "
+                f"wall {statistics.median(b['wall_s']):.1f} s"
+            )
+        row.target = "every file ok, <= 10 % 429 (worst run)"
+        row.met = all(x == n for x in o["ok"]) and max(o["share_429"]) <= 0.10
         return row
 
     # -- issue 10: long recordings --------------------------------------------------------------------
