@@ -122,7 +122,7 @@ class RequestScheduler:
         )
         self.cancel = cancel or threading.Event()
         self.log = logger
-        self.stats = SchedulerStats(level_min=self.level, level_max=self.level)
+        self.stats = SchedulerStats(level_min=self.current, level_max=self.current)
         self._lock = threading.Lock()
         self._in_flight = 0
         self._epoch = 0

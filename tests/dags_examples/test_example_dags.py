@@ -281,6 +281,39 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
     assert {r["map_index"] for r in rows} == {0, 1, 2}  # every shard wrote its own rows into the partition
 
 
+def xcom_bytes(dag_run) -> tuple[int, str]:
+    """Bytes of every XCom a ``dag.test()`` run left in the metadata DB (as stored: JSON), and their text."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        values = session.scalars(
+            select(XComModel.value).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
+        ).all()
+    text = "\n".join(json.dumps(v) for v in values)
+    return len(text.encode()), text
+
+
+def test_sharded_xcom_holds_counts_not_file_lists(example_dag, lake_env, linkai_conn, tmp_path):
+    """XCom stays the same size whatever the number of files: 30 then 300 files, 4 shards each."""
+    from bench.inputs import make_files
+
+    lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/lake/transcripts")
+    dag = example_dag("linkai_sharded_transcription")
+    sizes = {}
+    for ds, n in (("2026-11-05", 30), ("2026-11-06", 300)):
+        make_files(tmp_path / "audio" / ds, n, 2_000, seed=n, prefix=f"f{n}")
+        run = dag.test(logical_date=day(ds), run_conf={"shards": 4, "source": f"file://{tmp_path}/audio/{ds}"})
+        assert run.state == "success", ti_states(run)
+        assert xcom_return(run, "report")["transcribed"] == n
+        sizes[n], text = xcom_bytes(run)
+        assert ".wav" not in text  # no file name travels through XCom
+    assert linkai_conn.stats()["transcriptions_ok"] == 330  # one request per file
+    assert sizes[300] <= 16 * 1024
+    assert abs(sizes[300] - sizes[30]) <= 64, sizes  # a few more digits in the counts, nothing per file
+
+
 def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, tmp_path):
     """A file that failed and then succeeded counts once, as ok; failures are grouped by reason."""
     lake = lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/lake/transcripts")
