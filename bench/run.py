@@ -51,6 +51,8 @@ SCENARIOS = (
     "shards_limited",
     "long",
     "long_memory",
+    "listing",
+    "sharded",
 )
 DEFAULT_SCENARIOS = (
     "latency",
@@ -753,6 +755,109 @@ class Bench:
             )
         row.target = "every file ok, <= 10 % 429 (worst run)"
         row.met = all(x == n for x in o["ok"]) and max(o["share_429"]) <= 0.10
+        return row
+
+    # -- issue 16 items 2 and 4: listing at scale, what a shard pays -----------------------------------
+    def listing(self) -> Row:
+        """100,000 objects on moto (put into its backend directly), each mode in a fresh process:
+        the old ``fs.find``, ``list_audio`` (one task), one of 16 shards by hash, the manifest's
+        writing (one listing for all 16) and one shard's read of it."""
+        n, shards = (10_000 if self.quick else 100_000), 16
+        port = free_port()
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "bench.moto_populated", str(port), str(n)],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert moto.stdout is not None
+            if moto.stdout.readline().strip() != "ready":
+                raise RuntimeError("moto did not start")
+            endpoint = f"http://127.0.0.1:{port}"
+            manifest = "s3://bench/transcripts/_linkai/manifests/bench.manifest"
+            res: dict[str, dict[str, Any]] = {}
+            for mode in ("find", "list_audio", "hash_shard", "manifest_write", "manifest_read"):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.listing_client",
+                        mode,
+                        endpoint,
+                        "bench/calls",
+                        str(shards),
+                        manifest,
+                    ],
+                    cwd=ROOT,
+                    env=_env(),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+                res[mode]["loadavg_1m"] = os.getloadavg()[0]
+        finally:
+            moto.terminate()
+            moto.wait(10)
+        la = res["list_audio"]
+        per_file = la["rss_growth_mb"] * 2**20 / n
+        slices = la["hash_slices"]
+        mean = n / shards
+        spread = max(abs(c - mean) / mean for c in slices)
+        row = Row("listing", n, la["seconds"], n / la["seconds"], rss_growth_mb=la["rss_growth_mb"])
+        row.detail = {"modes": res, "bytes_per_file": per_file, "hash_spread": spread}
+        w, r, h = res["manifest_write"], res["manifest_read"], res["hash_shard"]
+        row.figure = (
+            f"list_audio {per_file:.0f} B/file (find: {res['find']['rss_growth_mb'] * 2**20 / n:.0f}), "
+            f"{la['calls'].get('ListObjectsV2', 0)} LIST, cpu {la['cpu_s']:.1f} s; per shard by hash: "
+            f"{h['calls'].get('ListObjectsV2', 0)} LIST, {h['seconds']:.1f} s; manifest: write {w['seconds']:.1f} s "
+            f"({w['bytes'] / 1e6:.1f} MB), a shard's read {r['seconds'] * 1000:.0f} ms, "
+            f"{r['calls'].get('GetObject', 0)} GET, 0 LIST; hash slices within {spread:.1%}"
+        )
+        row.target = "<= ~1 KB per listed file; hash slices within +-10 %"
+        row.met = per_file <= 1100 and spread <= 0.10
+        return row
+
+    def sharded(self) -> Row:
+        """The example sharded DAG through dag.test() (bench/sharded_dag.py, its own Airflow home):
+        20,000 files, 16 shards, digest engine. XCom bytes from the metadata DB; requests from the server."""
+        n, shards = (2_000 if self.quick else 20_000), 16
+        folder = self.work / "sharded-audio"
+        if not folder.exists():
+            inputs.make_files(folder, n, 2_000, seed=16)
+        server = self.server(0)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.sharded_dag", str(folder), str(self.work / "sharded-home"), str(shards)],
+            cwd=ROOT,
+            env=_env(
+                {
+                    "AIRFLOW_CONN_LINKAI_DEFAULT": json.dumps(
+                        {"conn_type": "linkai", "host": server.url, "password": server.api_key}
+                    )
+                }
+            ),
+            capture_output=True,
+            text=True,
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith('{"bench"')]
+        if not lines:
+            raise RuntimeError(f"sharded DAG bench failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        res = json.loads(lines[-1])
+        stats = server.stats()
+        res["server"] = {k: stats.get(k) for k in STATS}
+        row = Row("sharded", n, res["wall_s"], n / res["wall_s"], requests=stats["requests_total"])
+        row.loadavg = res.get("loadavg_1m_before")
+        row.detail = res
+        row.figure = (
+            f"XCom {res['xcom_bytes']:,} bytes ({res['xcom_rows']} rows), {stats['requests_total']:,} requests, "
+            f"list_shards {res['task_s'].get('list_shards', 0):.1f} s, manifest {res['manifest_bytes']:,} bytes, "
+            f"state {res['state']}"
+        )
+        row.target = "XCom <= 16 KB, one request per file, run succeeds"
+        row.met = res["xcom_bytes"] <= 16 * 1024 and stats["requests_total"] == n and res["state"] == "success"
         return row
 
     # -- issue 10: long recordings --------------------------------------------------------------------
