@@ -552,19 +552,26 @@ class Bench:
         per_latency: dict[int, dict[str, Any]] = {}
         for latency_ms in (200, 100):
             ideal = math.ceil(n / k) * latency_ms / 1000
-            ours, fixed, bare = [], [], []
+            ours, fixed, bare, baseline = [], [], [], []
+            modes: list[tuple[str, bool, list[dict[str, Any]], Path]] = [
+                ("ours", True, ours, ROOT),
+                ("fixed", False, fixed, ROOT),
+            ]
+            if self.args.baseline_tree:  # A/B: the other checkout's client, adaptive, interleaved
+                modes.append(("baseline", True, baseline, Path(self.args.baseline_tree)))
             for i in range(self.args.repeat):
-                for adaptive, runs in ((True, ours), (False, fixed)):
+                for tag, adaptive, runs, root in modes:
                     server = self.server(latency_ms)
                     res = self.client(
                         {
                             "scenario": "efficiency",
                             "source": str(folder),
-                            "destination": str(self.work / f"ds-efficiency-{latency_ms}-{adaptive}-{i}"),
+                            "destination": str(self.work / f"ds-efficiency-{latency_ms}-{tag}-{i}"),
                             "max_concurrency": k,
                             "adaptive": adaptive,
                         },
                         server,
+                        root=root,
                     )
                     res["efficiency"] = ideal / res["server"]["busy_seconds"]
                     runs.append(res)
@@ -579,6 +586,7 @@ class Bench:
                 "ours": [round(r["efficiency"], 4) for r in ours],
                 "fixed": [round(r["efficiency"], 4) for r in fixed],  # adaptive=False: no slow start
                 "bare": [round(r["efficiency"], 4) for r in bare],
+                "baseline": [round(r["efficiency"], 4) for r in baseline],
                 "ours_busy_s": [round(r["server"]["busy_seconds"], 3) for r in ours],
                 "bare_busy_s": [round(r["server"]["busy_seconds"], 3) for r in bare],
                 "loadavg": [round(r["loadavg_1m_before"], 2) for r in ours + fixed + bare],
@@ -594,7 +602,12 @@ class Bench:
         row = Row.from_client("efficiency", n, res, limit_s=per_latency[200]["ideal_s"])
         row.detail = {"per_latency_ms": per_latency, "median": med, "fixed_median": fmed, "bare_median": bmed}
         row.figure = "; ".join(
-            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f})"
+            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f}"
+            + (
+                f", baseline tree {statistics.median(per_latency[lat]['baseline']):.3f})"
+                if per_latency[lat]["baseline"]
+                else ")"
+            )
             for lat in (200, 100)
         )
         row.target = ">= 0.95 at 200 ms, >= 0.9 at 100 ms (median)"
@@ -611,8 +624,11 @@ class Bench:
             inputs.make_files(folder, n, SMALL, seed=6)
         ideal = math.ceil(n / limit) * 0.5
         runs: dict[str, list[dict[str, Any]]] = {"adaptive": [], "fixed": []}
+        trees = {"adaptive": ROOT, "fixed": ROOT}
+        if self.args.baseline_tree:  # A/B: the other checkout's adaptive client, interleaved
+            runs["baseline"], trees["baseline"] = [], Path(self.args.baseline_tree)
         for i in range(self.args.limited_repeat):
-            for mode in ("adaptive", "fixed"):
+            for mode in runs:
                 server = self.server(500, max_in_flight=limit, retry_after=1)
                 res = self.client(
                     {
@@ -620,10 +636,11 @@ class Bench:
                         "source": str(folder),
                         "destination": str(self.work / f"ds-limited-{mode}-{i}"),
                         "max_concurrency": k,
-                        "adaptive": mode == "adaptive",
+                        "adaptive": mode != "fixed",
                     },
                     server,
                     allow_failed=mode == "fixed",
+                    root=trees[mode],
                 )
                 st = res["server"]
                 res["rate_limited_server"] = st["by_status"].get("429", 0)
@@ -658,6 +675,12 @@ class Bench:
             f"failed {min(fx['failed'])}-{max(fx['failed'])}, 429 {statistics.median(fx['share_429']):.1%}, "
             f"wall {statistics.median(fx['wall_s']):.2f} s"
         )
+        if "baseline" in out:
+            bl = out["baseline"]
+            row.figure += (
+                f"; baseline tree: ok {min(bl['ok'])}/{n}, 429 {max(bl['share_429']):.1%} (worst), "
+                f"wall {statistics.median(bl['wall_s']):.2f} s"
+            )
         row.target = f"adaptive: all ok, <= 10 % 429, wall <= 1.3 x {ideal:.0f} s"
         row.met = (
             all(x == n for x in ad["ok"])
@@ -1045,7 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--baseline-tree",
         default=None,
-        help="latency: also run the bench client of this checkout, interleaved, and report the ratio",
+        help="latency, efficiency, limited, shards_limited: also run the bench client of this checkout "
+        "(e.g. main: `git worktree add --detach /tmp/main main`), interleaved, and report both",
     )
     p.add_argument("--limited-repeat", type=int, default=2, help="runs of each mode in the limited scenario")
     p.add_argument(

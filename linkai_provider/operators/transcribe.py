@@ -263,7 +263,7 @@ class TranscribeAudioOperator(BaseOperator):
             raise AirflowException(
                 f"Stopped by SIGTERM: {result.not_sent} file(s) not sent; the {result.done} finished are written"
             )
-        if self.fail_on_empty_source and not outcome.listing.files:
+        if self.fail_on_empty_source and not outcome.listing.files and not outcome.listing.shard:
             raise FileNotFoundError(f"source {self.source!r} holds no audio file of the ten formats")
         if result.failed and self.fail_on_partial_error:
             reasons = "; ".join(f"{uri}: {why}" for uri, why in result.failures[:5])
