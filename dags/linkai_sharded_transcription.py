@@ -62,7 +62,7 @@ whole root, every day), Variables `linkai_source_conn_id` / `linkai_destination_
   object storage, and part names never collide.
 * Cap concurrency with a **pool** (env `LINKAI_POOL`, e.g. `airflow pools set linkai 8 "LinkAI API"`)
   shared by every LinkAI DAG, and per run with `max_active_tis_per_dagrun`.
-* One listing for the whole run: a million files are about 1,000 LIST calls and 150 MB of memory
+* One listing for the whole run: a million files are about 1,000 LIST calls and 300 MB of memory
   in `list_shards`; a shard's read of the manifest is a few range reads.
 """
 

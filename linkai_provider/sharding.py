@@ -204,16 +204,20 @@ def _batch(cols: tuple[list[str], list[int], list[str], list[str | None]]) -> pa
     )
 
 
-def _sorted_unique(table: pa.Table) -> pa.Table:
-    """Rows in URI order, each URI once (overlapping sources list a file twice)."""
-    if table.num_rows == 0:
-        return table
-    table = table.take(pc.sort_indices(table, sort_keys=[("source_uri", "ascending")]))
-    uris = table.column("source_uri").combine_chunks()
-    if table.num_rows > 1:
+def _order(table: pa.Table, dedupe: bool) -> pa.Array:
+    """Row numbers of ``table`` in URI order, each URI once when ``dedupe`` (overlapping sources list a
+    file twice). Indices only: the listing is never copied whole."""
+    order = pc.sort_indices(table, sort_keys=[("source_uri", "ascending")])
+    if dedupe and len(order) > 1:
+        uris = table.column("source_uri").take(order).combine_chunks()
         first = pa.concat_arrays([pa.array([True]), pc.not_equal(uris.slice(1), uris.slice(0, len(uris) - 1))])
-        table = table.filter(first)
-    return table
+        order = order.filter(first)
+    return order
+
+
+def _every(rows: pa.Array, start: int, step: int) -> pa.Array:
+    """``rows[start::step]``."""
+    return rows.take(pa.array(range(start, len(rows), step), pa.int64()))
 
 
 def write_manifest(
@@ -230,16 +234,14 @@ def write_manifest(
     Row group *i* holds shard *i*'s files: the audio files dealt round-robin in URI order, so shards
     differ by at most one file (other files, counted but never sent, dealt the same way). ``shrink``:
     fewer shards when there are fewer audio files than shards (a shard with nothing to send is a task
-    for nothing). Memory: the listing as Arrow columns, about 150 bytes a file.
+    for nothing). Memory: the listing as Arrow columns and its sort order, about 200 bytes a file.
     """
     check_shard(0, shard_count)
-    listed = list(_batches(iter_files(sources, source_conn_id)))
-    table = _sorted_unique(pa.Table.from_batches(listed, schema=MANIFEST_SCHEMA))
-    del listed
-    is_audio = table.column("audio_format").is_valid()
-    audio_rows = pc.indices_nonzero(is_audio).to_numpy()
-    other_rows = pc.indices_nonzero(pc.invert(is_audio)).to_numpy()
-    n, audio = table.num_rows, len(audio_rows)
+    table = pa.Table.from_batches(list(_batches(iter_files(sources, source_conn_id))), MANIFEST_SCHEMA)
+    order = _order(table, dedupe=not isinstance(sources, str) and len(sources) > 1)
+    is_audio = table.column("audio_format").combine_chunks().is_valid().take(order)
+    audio_rows, other_rows = order.filter(is_audio), order.filter(pc.invert(is_audio))
+    n, audio = len(order), len(audio_rows)
     if shrink:
         shard_count = max(1, min(shard_count, audio))
     meta = {
@@ -256,9 +258,9 @@ def write_manifest(
     sizes = []
     with fs.open(path, "wb") as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
         for index in range(shard_count):
-            mine = audio_rows[index::shard_count]
+            mine = _every(audio_rows, index, shard_count)
             sizes.append(len(mine))
-            rows = table.take(pa.array([*mine, *other_rows[index::shard_count]], pa.int64()))
+            rows = table.take(pa.concat_arrays([mine, _every(other_rows, index, shard_count)]))
             writer.write_table(rows.replace_schema_metadata(schema.metadata), row_group_size=max(1, rows.num_rows))
     summary = ManifestSummary(
         manifest=fs.unstrip_protocol(path),
