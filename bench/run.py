@@ -717,6 +717,7 @@ class Bench:
                         "source": str(base / f"shard-{j}"),
                         "destination": str(self.work / f"ds-shards-limited-{tag}-{i}" / f"shard-{j}"),
                         "max_concurrency": k,
+                        "initial_concurrency": 1,  # as the operator starts a shard (older trees ignore it)
                     }
                     try:
                         results[j] = self.client(spec, server, allow_failed=True, root=root)

@@ -40,6 +40,8 @@ class BatchOptions:
     budget: Budget = Budget()
     progress_interval: float = 10.0
     adaptive: bool = True  # False: a fixed level of max_concurrency (benchmarks compare the two)
+    # where slow start begins (None: min(max_concurrency, 16)); shards start at 1 (linkai_provider.sharding)
+    initial_concurrency: int | None = None
     # How long a failing destination write is retried (sending held meanwhile) before the batch stops.
     destination_retry_seconds: float = 30.0
 
@@ -132,6 +134,7 @@ class Batch:
             progress_interval=opts.progress_interval,
             hold=(journal.healthy, journal.room),
             adaptive=opts.adaptive,
+            initial_concurrency=opts.initial_concurrency,
             logger=self.log,
             on_progress=self._progress_callback(),
         )

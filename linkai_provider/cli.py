@@ -136,6 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fields = dict(kv.split("=", 1) for kv in args.field)
     if args.language:
         fields["language"] = args.language
+    shard = _shard(args)
     options = BatchOptions(
         max_concurrency=args.max_concurrency,
         max_file_size_bytes=args.max_file_size_bytes,
@@ -147,8 +148,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         incremental=not args.no_incremental,
         dry_run=args.dry_run,
         budget=Budget(max_files=args.max_files, max_audio_seconds=args.max_audio_seconds),
+        initial_concurrency=shard.initial_concurrency,
     )
-    shard = _shard(args)
     bar = _Bar(enabled=not (args.no_progress or args.quiet))
     batch = Batch(
         hook,

@@ -17,10 +17,10 @@ the attempt ended. ``max_concurrency`` is only the ceiling; the level in force a
   the plan's limit: the next request waits for the ``Retry-After``, and a second 429 in a row halves
   the level, down to 1/8. Below one a single request is in flight and the next one starts
   ``round trip / level`` after the previous one started (0.25: one request a quarter of the time),
-  and never before the last ``Retry-After`` has passed, doubled for every 429 in a row (up to 8x).
+  and never before the last ``Retry-After`` has passed, doubled for every 429 in a row (up to 16x).
   A clean answer brings a level below one back to one (a slot came free, e.g. another shard
-  finished). Past one again goes by probes that back off up to 32x while they meet 429s, since the
-  limit is shared. So N tasks fit a limit below N: those that hold a slot keep it, the others wait
+  finished). Past one again goes by probes that start 32x rarer and back off up to 64x while they
+  meet 429s, since the limit is shared. So N tasks fit a limit below N: those that hold a slot keep it, the others wait
   with growing pauses instead of being answered 429 at every attempt.
 
 ``Retry-After`` is honoured by the retry policy of the request that got it; that request holds no
@@ -50,9 +50,9 @@ MAX_PROBE_BACKOFF = 8
 LOG_INTERVAL_S = 5.0
 MIN_LEVEL = 1 / 8  # paced: one request in flight an eighth of the time
 DECREASE_PACED = 0.5  # a second 429 in a row at a level of one or below
-MAX_PROBE_BACKOFF_SHARED = 32  # probes past one after 429s at one: the limit is shared with others
+MAX_PROBE_BACKOFF_SHARED = 64  # probes past one after 429s at one: the limit is shared with others
 DEFAULT_ROUND_TRIP_S = 1.0  # until a clean answer has been timed
-MAX_RETRY_AFTER_BACKOFF = 8  # a task shut out of a shared limit waits at most 8x the Retry-After
+MAX_RETRY_AFTER_BACKOFF = 16  # a task shut out of a shared limit waits at most 16x the Retry-After
 
 PRIORITY_PIECE = 0  # a piece of a recording whose other pieces are in flight: finish what was started
 PRIORITY_FILE = 1
@@ -238,7 +238,7 @@ class RequestScheduler:
             self._set(self.level + 1, "clean answers (slow start)")
             return
         self._rejected_in_row = 0
-        if self.level < 1:  # a request got through: a slot is free again (another task finished?)
+        if self.level < 1:  # a request got through: a slot came free, most likely another task finished
             self._set(1.0, "a clean answer (paced)")
             return
         self._clean += 1
@@ -261,7 +261,7 @@ class RequestScheduler:
             self._slow_start = False
             self._step = 1
             self._failed_level = 2  # past one again only by probes that back off further: the limit is shared
-            self._probe_backoff = max(self._probe_backoff, 2 * MAX_PROBE_BACKOFF)
+            self._probe_backoff = max(self._probe_backoff, 4 * MAX_PROBE_BACKOFF)
             self._rejected_in_row += 1
             if self._rejected_in_row > 1:
                 self._set(self.level * DECREASE_PACED, "429 Too Many Requests (pacing)")
@@ -280,7 +280,7 @@ class RequestScheduler:
             self._pause(retry_after)
 
     def _pause(self, retry_after: float | None) -> None:
-        """No new request before the ``Retry-After``, doubled for every 429 in a row (up to 8x), nor
+        """No new request before the ``Retry-After``, doubled for every 429 in a row (up to 16x), nor
         before the paced interval of a level below one."""
         backoff = (retry_after or 0.0) * min(2 ** (self._rejected_in_row - 1), MAX_RETRY_AFTER_BACKOFF)
         pause = max(self._rtt() / self.level if self.level < 1 else 0.0, backoff)

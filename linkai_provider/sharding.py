@@ -121,6 +121,13 @@ class ShardArgs:
     count: int | None
     manifest: str | None
 
+    @property
+    def initial_concurrency(self) -> int | None:
+        """Where a shard's slow start begins: at one, climbing by one per clean answer (doubling every
+        round trip), since its siblings start at the same moment against the same limit; None (the
+        scheduler's default) when the task is not a shard."""
+        return None if self.index is None else 1
+
     @classmethod
     def parse(cls, index: Any, count: Any, manifest: Any) -> ShardArgs:
         manifest = manifest or None

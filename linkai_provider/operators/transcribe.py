@@ -188,8 +188,12 @@ class TranscribeAudioOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         config = self.hook.config  # a connection without a key fails here, before any I/O
         ti = context["ti"]
-        options = dataclasses.replace(self.batch_options, extra_fields=dict(self.extra_fields or {}))
         shard = ShardArgs.parse(self.shard_index, self.shard_count, self.manifest)
+        options = dataclasses.replace(
+            self.batch_options,
+            extra_fields=dict(self.extra_fields or {}),
+            initial_concurrency=shard.initial_concurrency,
+        )
         self._batch = batch = Batch(
             self.hook,
             source=self.source,
