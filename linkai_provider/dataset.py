@@ -29,8 +29,19 @@ from linkai_provider.staging import scan
 
 log = logging.getLogger(__name__)
 
-# One piece of a recording as sent: its span in the recording and its text (DESIGN: ``segments``).
-SEGMENT = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()), pa.field("text", pa.string())])
+# One piece of a recording as sent: its span in the recording, its text, and the channel it was heard on
+# (``channels="separate"``; null when the channels were mixed) (DESIGN: ``segments``).
+SEGMENT = pa.struct(
+    [
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("channel", pa.int32()),
+    ]
+)
+# Schema versions: 1 the flat columns; 2 added ``chunks`` and ``segments``; 3 added ``segments.channel``
+# and ``warnings``. Parts of every version read as one dataset (missing columns and fields are null).
+SCHEMA_VERSION = "3"
 SCHEMA = pa.schema(
     [
         pa.field("source_uri", pa.string(), nullable=False),
@@ -55,8 +66,9 @@ SCHEMA = pa.schema(
         pa.field("try_number", pa.int32()),
         pa.field("chunks", pa.int32()),
         pa.field("segments", pa.list_(SEGMENT)),
+        pa.field("warnings", pa.list_(pa.string())),
     ],
-    metadata={"linkai.schema_version": "2", "linkai.writer": f"airflow-provider-linkai {__version__}"},
+    metadata={"linkai.schema_version": SCHEMA_VERSION, "linkai.writer": f"airflow-provider-linkai {__version__}"},
 )
 COLUMNS = tuple(SCHEMA.names)
 STATUS_OK = "ok"
@@ -247,11 +259,24 @@ def _read_table(data: bytes, columns: list[str] | None, filters: Any = None) -> 
     if data[:4] == b"PAR1":
         # Small files, parsed in this thread: no pyarrow thread pool left running at interpreter exit.
         return pq.read_table(pa.BufferReader(data), columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
-    table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    table = conform(pa.ipc.open_stream(pa.BufferReader(data)).read_all())
     for column, op, value in filters or ():
         assert op == "=", f"unsupported filter {op!r}"  # the only filter this module passes
         table = table.filter(pc.equal(table[column], value))
     return table.select(columns) if columns else table
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` (rows of any schema version) as :data:`SCHEMA`: columns added since are null, nested
+    fields added since (``segments.channel``) are null. Parquet reads get this from ``schema=SCHEMA``;
+    journal segments written by an older version before an upgrade come through here."""
+    if table.schema.remove_metadata().equals(SCHEMA.remove_metadata()):
+        return table
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 def encode_segment(rows: Sequence[Mapping[str, Any]]) -> bytes:

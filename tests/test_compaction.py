@@ -88,7 +88,7 @@ def test_many_small_batches_become_one_part(tmp_path, batch):
     table = pq.read_table(parts[0])
     assert table.schema.remove_metadata().equals(SCHEMA.remove_metadata())
     meta = pq.read_metadata(parts[0]).metadata
-    assert meta[b"linkai.schema_version"] == b"2" and json.loads(meta[JOURNALS_KEY]) == [j.identity.writer_id]
+    assert meta[b"linkai.schema_version"] == b"3" and json.loads(meta[JOURNALS_KEY]) == [j.identity.writer_id]
     assert_each_once(table, appended)
     assert journal_ids(fs, root) == [] and not [n for n in os.listdir(root) if n.startswith(".")]
 

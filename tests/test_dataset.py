@@ -65,7 +65,7 @@ def test_parts_are_readable_by_duckdb_with_exact_schema(tmp_path):
     writer.close()
     table = pq.read_table(writer.parts[0])
     assert table.schema.remove_metadata().equals(SCHEMA.remove_metadata())
-    assert pq.read_metadata(writer.parts[0]).metadata[b"linkai.schema_version"] == b"2"
+    assert pq.read_metadata(writer.parts[0]).metadata[b"linkai.schema_version"] == b"3"
     con = duckdb.connect()
     got = con.sql(
         f"SELECT dt, status, error_code, typeof(transcribed_at) FROM read_parquet('{tmp_path}/*/*.parquet', "

@@ -22,7 +22,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS linkai.transcripts (
     map_index           int,
     try_number          int,
     chunks              int,
-    segments            array<struct<start_s:double,end_s:double,text:string>>
+    segments            array<struct<start_s:double,end_s:double,text:string,channel:int>>,
+    warnings            array<string>
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

@@ -22,7 +22,8 @@ CREATE OR REPLACE EXTERNAL TABLE linkai.transcripts (
     map_index           INT64,
     try_number          INT64,
     chunks              INT64,
-    segments            ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING>>
+    segments            ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING, channel INT64>>,
+    warnings            ARRAY<STRING>
 )
 WITH PARTITION COLUMNS (dt DATE)
 OPTIONS (

@@ -8,11 +8,20 @@ import sys
 
 import polars as pl
 
+from linkai_provider.dataset import SCHEMA
+
 
 # --8<-- [start:current]
 def current_transcripts(dataset: str, storage_options: dict | None = None) -> pl.DataFrame:
+    # The provider's schema reads parts of every version as one table: columns and struct fields
+    # added since (warnings, segments.channel) are null in older parts.
     rows = pl.scan_parquet(
-        dataset.rstrip("/") + "/**/*.parquet", hive_partitioning=True, storage_options=storage_options
+        dataset.rstrip("/") + "/**/*.parquet",
+        hive_partitioning=True,
+        schema=pl.from_arrow(SCHEMA.empty_table()).schema,
+        missing_columns="insert",
+        cast_options=pl.ScanCastOptions(missing_struct_fields="insert"),
+        storage_options=storage_options,
     )
     return (
         rows.sort("transcribed_at", descending=True)

@@ -18,8 +18,9 @@ CURRENT = """
 
 
 def current_transcripts(spark, dataset: str):
-    # Spark discovers the dt=YYYY-MM-DD partitions and skips files whose names start with . or _
-    spark.read.parquet(dataset).createOrReplaceTempView("transcripts")
+    # Spark discovers the dt=YYYY-MM-DD partitions and skips files whose names start with . or _;
+    # mergeSchema reads parts of every version as one table (columns added since are null in older parts)
+    spark.read.option("mergeSchema", "true").parquet(dataset).createOrReplaceTempView("transcripts")
     return spark.sql(CURRENT)
 
 

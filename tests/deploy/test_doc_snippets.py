@@ -74,6 +74,15 @@ def test_duckdb_snippet_local(transcripts):
         assert as_current(rows) == CURRENT
         # the columns the page promises, dt from the partition folder
         assert {r[0]: str(r[-1]) for r in rows}[f"{'s3://calls/in'}/b.mp3"] == "2026-11-20"
+    # the page's FROM clause reads version-2 and version-3 parts as one table
+    con = snippet["connect"](str(transcripts.root))
+    from_clause = snippet["CURRENT"].split("FROM", 1)[1].split("QUALIFY", 1)[0]
+    rows = con.execute(
+        "SELECT source_uri, warnings, segments FROM " + from_clause + " WHERE status = 'ok' AND dt = DATE '2026-11-21'"
+        " OR source_uri LIKE '%b.mp3'",
+        {"glob": str(transcripts.root) + "/**/*.parquet"},
+    ).fetchall()
+    assert_new_fields_read([{"source_uri": u, "warnings": w, "segments": s} for u, w, s in rows])
 
 
 def upload(fs, local: Path, remote: str) -> None:
@@ -160,6 +169,18 @@ def test_pandas_and_polars_local(transcripts, library):
     assert got == CURRENT
     assert set(SCHEMA.names) | {"dt"} == set(rows[0])
     assert len(rows) == len(CURRENT)
+    assert_new_fields_read(rows)
+
+
+def assert_new_fields_read(rows) -> None:
+    """The version-3 fields come through beside version-2 parts: d.flac's row (v3) has its warning and
+    its segment's channel; b.mp3's (a v2 part) has neither, as nulls."""
+    by_uri = {r["source_uri"]: r for r in rows}
+    flac, mp3 = by_uri["s3://calls/in/d.flac"], by_uri["s3://calls/in/b.mp3"]
+    assert list(flac["warnings"]) == ["channel 1 is silent: not sent"]
+    assert [seg["channel"] for seg in flac["segments"]] == [0]
+    assert mp3["warnings"] is None or mp3["warnings"] != mp3["warnings"]  # null (pandas: <NA>)
+    assert [seg["channel"] for seg in mp3["segments"]] == [None] and mp3["segments"][0]["text"] == "bonjour"
 
 
 @pytest.mark.parametrize("library", ["pandas", "polars"])
@@ -188,6 +209,9 @@ def test_spark_snippet(transcripts):
         frame = snippet["current_transcripts"](spark, str(transcripts.root))
         rows = frame.collect()
         types = dict(frame.dtypes)
+        full = spark.sql("SELECT * FROM transcripts WHERE source_uri LIKE '%/d.flac' OR source_uri LIKE '%/b.mp3'")
+        full = [r for r in full.collect() if r["status"] == "ok" and str(r["dt"]) in ("2026-11-20", "2026-11-21")]
+        full = [r for r in full if not (r["source_uri"].endswith("d.flac") and str(r["dt"]) == "2026-11-20")]
     finally:
         spark.stop()
         # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
@@ -195,16 +219,20 @@ def test_spark_snippet(transcripts):
         logging.getLogger("py4j").setLevel(logging.WARNING)
     assert as_current(rows) == CURRENT
     assert types["dt"] == "date"  # the Hive partition is discovered, and typed
+    assert_new_fields_read([row.asDict(recursive=True) for row in full])
     assert rows and all(row["transcribed_at"] is not None for row in rows)
 
 
 # -- Athena, BigQuery ----------------------------------------------------------------------------------
 COMPATIBLE = {
     "athena": {"string": {"string"}, "int64": {"bigint"}, "int32": {"int", "integer"}, "double": {"double"},
-               "timestamp": {"timestamp"}, "segments": {"array<struct<start_s:double,end_s:double,text:string>>"}},
+               "timestamp": {"timestamp"},
+               "segments": {"array<struct<start_s:double,end_s:double,text:string,channel:int>>"},
+               "warnings": {"array<string>"}},
     "bigquery": {"string": {"STRING"}, "int64": {"INT64"}, "int32": {"INT64"}, "double": {"FLOAT64"},
                  "timestamp": {"TIMESTAMP"},
-                 "segments": {"ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING>>"}},
+                 "segments": {"ARRAY<STRUCT<start_s FLOAT64, end_s FLOAT64, text STRING, channel INT64>>"},
+                 "warnings": {"ARRAY<STRING>"}},
 }  # fmt: skip
 
 
@@ -300,7 +328,7 @@ def test_minimal_dag_runs_against_s3_and_linkai_server(
         fs.mkdir("my-bucket")
     clips = sorted(speech.dir.iterdir())[:3]
     for clip in clips:
-        fs.put_file(str(clip), f"my-bucket/calls/2026-11-20/{clip.name}")
+        fs.put_file(str(clip), f"my-bucket/calls/2026-11-19/{clip.name}")
     conn_env(
         linkai_default=json.loads(linkai_server.airflow_conn_json),
         aws_default={"conn_type": "aws", "login": "testing", "password": "testing",
@@ -314,21 +342,22 @@ def test_minimal_dag_runs_against_s3_and_linkai_server(
     shutil.copy(SNIPPETS / "minimal_dag.py", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "transcribe_calls.py")
     producer = get_dag("transcribe_calls")
 
-    # a manual run without a logical date (Airflow 3's default) files under the day it was triggered
+    # a manual run without a logical date (Airflow 3's default) reads the day that ended before it
     run = producer.test(logical_date=None, run_after=pendulum.datetime(2026, 11, 20, 18, tz="UTC"))
     assert task_states(run)["transcribe"] == "success"
     summary = xcom_return(run, "transcribe")
     assert summary["transcribed"] == 3 and summary["failed"] == 0
-    assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-20"
-    # the scheduled run of that day finds the same files done
-    scheduled = producer.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
+    assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-19"
+    assert type(producer.timetable).__name__ == "CronDataIntervalTimetable"
+    # a run for that day (its logical date) finds the same files done
+    scheduled = producer.test(logical_date=pendulum.datetime(2026, 11, 19, tz="UTC"))
     assert task_states(scheduled)["transcribe"] == "success"
     assert xcom_return(scheduled, "transcribe")["skipped_existing"] == 3
     snippet = load("query_duckdb.py")
     con = duckdb.connect()
     con.register_filesystem(fs)
     rows = snippet["current_transcripts"](con, "s3://my-bucket/transcripts")
-    assert {r[0] for r in rows} >= {f"s3://my-bucket/calls/2026-11-20/{c.name}" for c in clips}
+    assert {r[0] for r in rows} >= {f"s3://my-bucket/calls/2026-11-19/{c.name}" for c in clips}
     assert all(r[1] == "ok" for r in rows)
 
 
@@ -521,7 +550,7 @@ def test_compose_commands_name_real_services_dags_and_settings():
     )
     query = next(words for words in commands if words[0] == "python")
     assert query[1] == "docs/snippets/query_duckdb.py" and (REPO / query[1]).exists()
-    assert query[2] == compose.environment(services["airflow-worker"])["LINKAI_TRANSCRIPTS_URL"]
+    assert query[2] == compose.environment(services["airflow-worker"])["AIRFLOW__LINKAI__TRANSCRIPTS_URL"]
 
 
 def test_quickstart_commands_are_the_ones_ci_runs():

@@ -113,7 +113,11 @@ def test_schema_table_matches_dataset_schema():
     words = {"string": "string", "int64": "int64", "int32": "int32", "double": "float64"}
     for row, field in zip(rows, SCHEMA, strict=True):
         kind = str(field.type)
-        expected = words.get(kind) or ("timestamp" if kind.startswith("timestamp") else "list<struct")
+        expected = words.get(kind) or ("timestamp" if kind.startswith("timestamp") else kind.split("<item: ")[0])
+        if kind.startswith("list<item: struct"):
+            expected = "list<struct"
+        elif kind.startswith("list<item: string"):
+            expected = "list<string>"
         assert row[1].startswith(expected), (field.name, row[1])
         assert ("not null" in row[1]) == (not field.nullable), field.name
 
