@@ -23,6 +23,10 @@ def get_provider_info() -> dict:
         ],
         "hooks": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.hooks.linkai"]}],
         "operators": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}],
+        # the Transcripts page (also registered through the airflow.plugins entry point, which Airflow
+        # loads by default; this entry is what `airflow providers plugins` lists)
+        "plugins": [{"name": "linkai", "plugin-class": "linkai_provider.plugins.LinkAIPlugin"}],
+        "extra-links": ["linkai_provider.plugins.links.TranscriptsLink"],
         "connection-types": [
             {
                 "hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook",
