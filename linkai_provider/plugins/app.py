@@ -51,16 +51,21 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000, description="skip this many it
 
 
 class _Stores:
-    """One cache per api-server process, opened on the first request (never at import)."""
+    """One cache per api-server process, opened on the first request (never at import), and opened
+    anew if the configuration it was made for changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._store: TranscriptStore | None = None
 
     def get(self) -> TranscriptStore:
+        config = load()
         with self._lock:
-            if self._store is None:
-                self._store = TranscriptStore(load())
+            if self._store is None or self._store.config != config:
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+                self._store = TranscriptStore(config)
             return self._store
 
 
