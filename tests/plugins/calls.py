@@ -96,7 +96,8 @@ DAY2 = [
 
 
 def ok_seconds(rows: list[dict], dag_ids: set[str | None] | None = None) -> float:
-    return sum(r["audio_duration_s"] for r in rows if r["status"] == "ok" and (dag_ids is None or r["dag_id"] in dag_ids))
+    chosen = [r for r in rows if dag_ids is None or r["dag_id"] in dag_ids]
+    return sum(r["audio_duration_s"] for r in chosen if r["status"] == "ok")
 
 
 def write(root: Path) -> Path:

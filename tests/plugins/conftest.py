@@ -32,9 +32,8 @@ def auth_env(airflow_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def airflow_app(auth_env):
     """Airflow's api-server app (``airflow api-server`` serves this object), with the per-DAG auth manager."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
 
     mp = pytest.MonkeyPatch()
     mp.setenv("AIRFLOW__CORE__AUTH_MANAGER", "tests.plugins.authz.PerDagAuthManager")

@@ -58,8 +58,9 @@ def forged_tokens(real: str) -> dict[str, str]:
     claims = jwt.decode(real, options={"verify_signature": False})
     header = jwt.get_unverified_header(real)
     later = {**claims, "exp": int(time.time()) + 3600}
+    other_secret = "not-the-deployment-secret-" + "0123456789abcdef" * 3
     return {
-        "other secret": jwt.encode(later, "not-the-deployment-secret-" + "0123456789abcdef" * 3, algorithm=header["alg"]),
+        "other secret": jwt.encode(later, other_secret, algorithm=header["alg"]),
         "unsigned": jwt.encode(later, key=None, algorithm="none"),
         "tampered role": real.rsplit(".", 2)[0]
         + "."
@@ -298,7 +299,7 @@ def test_a_dataset_on_s3(airflow_app, tokens, dataset, moto_endpoint, s3fs_facto
     assert ok(airflow_app, f"/linkai/api/runs/{SALES}/{RUN1}", admin)["failed"] == 2
     # a new part in the bucket shows on the next request
     fs.pipe(
-        f"ui-transcripts/calls/dt=2026-11-05/part-late.parquet",
+        "ui-transcripts/calls/dt=2026-11-05/part-late.parquet",
         _parquet([calls.row("late.wav", "2026-11-05", 0, SUPPORT, "late", segments=[calls.seg(0, 5, "late call")])]),
     )
     assert ok(airflow_app, "/linkai/api/search", admin, q="late call")["matches"][0]["dt"] == "2026-11-05"
