@@ -86,8 +86,10 @@ def call(rng: random.Random, words: int) -> list[str]:
     return out
 
 
-def row(rng: random.Random, uri: str, day: str, when: dt.datetime, run_id: str, *, channels: bool) -> dict:
-    """An ``ok`` or ``failed`` row as the operator writes it (about 2 % fail)."""
+def row(
+    rng: random.Random, uri: str, when: dt.datetime, run_id: str, *, channels: bool, fail_rate: float = 0.02
+) -> dict:
+    """An ``ok`` or ``failed`` row as the operator writes it."""
     base = {
         "source_uri": uri,
         "source_size_bytes": rng.randrange(200_000, 20_000_000),
@@ -103,7 +105,7 @@ def row(rng: random.Random, uri: str, day: str, when: dt.datetime, run_id: str, 
         "attempts": 1,
         "latency_ms": rng.randrange(300, 9000),
     }
-    if rng.random() < 0.02:
+    if rng.random() < fail_rate:
         error_type, code, message = rng.choice(FAILURES)
         return {**base, "status": "failed", "error_type": error_type, "error_code": code, "error_message": message}
     segments: list[dict] = []
@@ -129,37 +131,43 @@ def row(rng: random.Random, uri: str, day: str, when: dt.datetime, run_id: str, 
     }
 
 
-def write_dataset(root: Path, rows: int, days: int = 60, parts_per_day: int = 4, seed: int = 7) -> Path:
-    """``rows`` rows over ``days`` days (newest: yesterday), ``parts_per_day`` parts each; the first
-    half of the days in schema v2 (no ``channel``, no ``warnings``), the rest v3 with per-channel calls."""
+def write_dataset(
+    root: Path, rows: int, days: int = 60, parts_per_day: int = 4, seed: int = 7, last_day: dt.date | None = None
+) -> Path:
+    """About ``rows`` rows over ``days`` days ending ``last_day`` (default yesterday), ``parts_per_day``
+    parts each, fewer on weekends; the first half of the days in schema v2 (no ``channel``, no
+    ``warnings``), the rest v3 with a third of the calls transcribed per channel."""
     rng = random.Random(seed)
     v2_segment = pa.struct([(f.name, f.type) for f in SCHEMA.field("segments").type.value_type if f.name != "channel"])
     v2 = pa.schema([SCHEMA.field(n) for n in SCHEMA.names if n not in ("segments", "warnings")]).append(
         pa.field("segments", pa.list_(v2_segment))
     )
-    first = dt.date.today() - dt.timedelta(days=days)
-    per_part = max(1, rows // (days * parts_per_day))
-    made = 0
-    for d in range(days):
-        day = (first + dt.timedelta(days=d)).isoformat()
+    first = (last_day or dt.date.today() - dt.timedelta(days=1)) - dt.timedelta(days=days - 1)
+    dates = [first + dt.timedelta(days=d) for d in range(days)]
+    weights = [(0.45 if d.weekday() >= 5 else 1.0) * rng.uniform(0.85, 1.15) for d in dates]
+    counts = [max(1, round(rows * w / sum(weights))) for w in weights]
+    for d, (date, count) in enumerate(zip(dates, counts, strict=True)):
+        day = date.isoformat()
         folder = root / f"dt={day}"
         folder.mkdir(parents=True, exist_ok=True)
         old = d < days // 2
         start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc) + dt.timedelta(hours=1)
+        per_part = -(-count // parts_per_day)
+        fail_rate = 0.12 if d == days - 4 else 0.02 * rng.uniform(0.2, 1.8)  # and one bad night
         for p in range(parts_per_day):
-            n = per_part if (d, p) != (days - 1, parts_per_day - 1) else rows - made
             batch = [
                 row(
                     rng,
                     f"s3://calls/{day}/call-{p:02d}-{i:06d}.wav",
-                    day,
                     start + dt.timedelta(seconds=p * 3600 + i),
                     f"scheduled__{day}T00:00:00+00:00",
                     channels=not old and i % 3 == 0,
+                    fail_rate=fail_rate,
                 )
-                for i in range(n)
+                for i in range(min(per_part, count - p * per_part))
             ]
-            made += n
+            if not batch:
+                continue
             table = pa.Table.from_pylist(batch, schema=SCHEMA)
             if old:
                 table = table.drop_columns(["warnings"]).cast(v2)

@@ -54,3 +54,11 @@ def tokens(airflow_app):
         assert answer.status_code == 201, answer.text
         out[user] = answer.json()["access_token"]
     return out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Mark a failed test so the browser fixture can take a screenshot of what was on screen."""
+    outcome = yield
+    if outcome.get_result().failed:
+        item.ui_failed = True
