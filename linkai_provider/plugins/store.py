@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "1"  # bump when the tables below change: an older cache file is rebuilt
+CACHE_FORMAT = "2"  # bump when the tables below change: an older cache file is rebuilt
 READ_BATCH = 256  # parts per read_parquet call
 # The columns the page uses, with the type each has in schema v3; older parts lack some (null here).
 COLUMNS: dict[str, str] = {
@@ -67,7 +67,7 @@ CREATE SEQUENCE IF NOT EXISTS rid_seq;
 CREATE TABLE IF NOT EXISTS rows (
     rid BIGINT, part VARCHAR, dt VARCHAR,
     {", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())},
-    lt VARCHAR,            -- lower(text): what a search scans
+    lt VARCHAR,            -- lower(text) of current rows only (null once superseded): what a search scans
     is_current BOOLEAN     -- the latest row of its source_uri
 );
 """
@@ -275,21 +275,30 @@ class TranscriptStore:
 
 
 def _rerank(con: duckdb.DuckDBPyConnection) -> int:
-    """Mark the latest row of every file in ``touched`` as its current row (ties: the later part)."""
+    """Mark the latest row of every file in ``touched`` as its current row (ties: the later part).
+    Rows arrive with their search copy (``lt``); a superseded row loses it, so history never slows a
+    search down. Only rows whose state changes are written."""
     touched = con.execute("SELECT count(DISTINCT source_uri) FROM touched").fetchone()
     count = int(touched[0]) if touched else 0
     if not count:
         return 0
     con.execute(
-        "UPDATE rows SET is_current = false WHERE is_current AND source_uri IN (SELECT source_uri FROM touched)"
+        """
+        CREATE OR REPLACE TEMP TABLE winners AS
+        SELECT rid FROM rows WHERE source_uri IN (SELECT source_uri FROM touched)
+        QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC, part DESC, rid DESC) = 1
+        """
     )
     con.execute(
         """
-        UPDATE rows SET is_current = true WHERE rid IN (
-            SELECT rid FROM rows WHERE source_uri IN (SELECT source_uri FROM touched)
-            QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC, part DESC, rid DESC) = 1
-        )
+        UPDATE rows SET is_current = false, lt = NULL
+        WHERE (is_current OR lt IS NOT NULL) AND source_uri IN (SELECT source_uri FROM touched)
+          AND rid NOT IN (SELECT rid FROM winners)
         """
+    )
+    con.execute("UPDATE rows SET is_current = true WHERE NOT is_current AND rid IN (SELECT rid FROM winners)")
+    con.execute(
+        "UPDATE rows SET lt = lower(text) WHERE lt IS NULL AND text IS NOT NULL AND rid IN (SELECT rid FROM winners)"
     )
     return count
 

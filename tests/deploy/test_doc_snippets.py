@@ -49,6 +49,7 @@ COVERED = {
     # constraints here; pool, trigger and events run against the real stack in tests/stack
     "production.sh": "test_production_snippet_*",
     "duckdb_segments.sql": "tests/operators/test_long_recordings.py (runs the docs' segments query as written)",
+    "ui.sh": "tests/plugins/test_browser.py (the API section against a real api-server, settings, extras)",
 }
 
 

@@ -231,14 +231,14 @@ def shot(driver, name: str) -> Path:
 
 
 def piece(world, uri_end: str, index: int) -> tuple[str, str]:
-    """The text linkai-server answered for one piece of a file, and the minute:second it starts at."""
+    """The text linkai-server answered for one piece of a file, and the piece's span (minute:second)."""
     rows = duckdb.sql(
         f"SELECT segments FROM read_parquet('{world.transcripts}/dt={world.today}/*.parquet') "
         f"WHERE ends_with(source_uri, '{uri_end}')"
     ).fetchall()
     (segments,) = rows[0]
-    start = int(segments[index]["start_s"])
-    return segments[index]["text"].split()[0][:30], f"{start // 60}:{start % 60:02d}"
+    start, end = (int(segments[index][k]) for k in ("start_s", "end_s"))
+    return segments[index]["text"].split()[0][:30], f"{start // 60}:{start % 60:02d}–{end // 60}:{end % 60:02d}"
 
 
 # -- what a user does ----------------------------------------------------------------------------------------
@@ -253,11 +253,11 @@ def test_search_a_phrase_and_see_the_file_and_the_minute(page, world):
     wait_for("the Transcripts page", lambda: "/plugin/transcripts" in page.current_url, 30)
     in_page(page, "Search", "Days")
     # what linkai-server answered for the second minute of the call (the digest engine echoes a hash)
-    phrase, minute = piece(world, "long-call.ogg", 1)
-    assert minute in ("0:59", "1:00")  # the second of three pieces of at most 60 s
+    phrase, span = piece(world, "long-call.ogg", 1)
+    assert span.startswith(("0:59–", "1:00–"))  # the second of three pieces of at most 60 s
     box = page.find_element(By.ID, "q")
     box.send_keys(phrase, Keys.ENTER)
-    body = in_page(page, "long-call.ogg", f"at {minute}")
+    body = in_page(page, "long-call.ogg", span)
     assert "1 file whose current transcript says" in body
     assert world.today in body and "ok" in body
     assert page.find_element(By.CSS_SELECTOR, "mark").text == phrase
@@ -268,7 +268,7 @@ def test_search_a_phrase_and_see_the_file_and_the_minute(page, world):
 
     # a phrase from the weeks of calls, with per-channel calls among them
     page.get(world.local.url + "/plugin/transcripts/linkai/?view=search&q=" + urllib.parse.quote("refund for the"))
-    body = in_page(page, "files whose current transcript says", "at 0:00")
+    body = in_page(page, "files whose current transcript says", "0:00–")
     assert "channel 1" in body or "channel 0" in body
     shot(page, "2-search")
 
@@ -356,9 +356,42 @@ def test_the_page_on_a_dataset_in_s3(browser, world):
     login(browser, world.s3.url)
     browser.get(world.s3.url + "/plugin/transcripts/linkai/?view=search")
     in_page(browser, "s3://ui-browser/transcripts")
-    phrase, minute = piece(world, "long-call.ogg", 2)
+    phrase, span = piece(world, "long-call.ogg", 2)
     browser.find_element(By.ID, "q").send_keys(phrase, Keys.ENTER)
-    in_page(browser, "long-call.ogg", f"at {minute}", "s3://ui-browser/transcripts")
+    in_page(browser, "long-call.ogg", span, "s3://ui-browser/transcripts")
     shot(browser, "7-search-s3")
     browser.get(world.s3.url + f"/plugin/transcripts/linkai/?view=days&dt={world.today}")
     in_page(browser, f"Failure reasons on {world.today}", "2 files still failing")
+
+
+# -- the docs' commands ---------------------------------------------------------------------------------------
+
+
+def section(name: str) -> str:
+    text = (REPO / "docs" / "snippets" / "ui.sh").read_text()
+    return text.split(f"# --8<-- [start:{name}]\n")[1].split(f"# --8<-- [end:{name}]")[0]
+
+
+def test_the_docs_api_example_answers(world):
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", section("api")],
+        env={**os.environ, "AIRFLOW_URL": world.local.url, "AIRFLOW_USER": "admin", "AIRFLOW_PASSWORD": "admin-pw"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    search, days = (json.loads(line) for line in done.stdout.split("\n") if line.strip())
+    assert search["total"] > 0 and len(search["matches"]) == 3
+    assert all("refund for the" in m["snippet"] for m in search["matches"])
+    assert set(search["matches"][0]) >= {"source_uri", "dt", "status", "start_s", "end_s", "snippet"}
+    assert [d["dt"] for d in days["days"]][0] == world.today and len(days["days"]) == 7
+    assert set(days["days"][0]) >= {"dt", "files", "ok", "failed", "audio_seconds_billed"}
+
+
+def test_the_docs_settings_are_the_ones_the_servers_use():
+    names = [line.split("=")[0].removeprefix("export ") for line in section("config").splitlines() if "=" in line]
+    assert names == ["AIRFLOW__LINKAI__TRANSCRIPTS_URL", "AIRFLOW__LINKAI__TRANSCRIPTS_CONN_ID"]
+    extras = section("install").split("[")[1].split("]")[0].split(",")
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert all(extra in declared for extra in extras) and any("duckdb" in d for d in declared["analytics"])

@@ -161,12 +161,13 @@
     return out;
   }
   function resultItem(m, phrase) {
-    const when = clock(m.start_s);
+    // the piece of the recording the phrase was said in (a file sent whole is one piece)
+    const span = clock(m.start_s) && (clock(m.end_s) ? `${clock(m.start_s)}–${clock(m.end_s)}` : `from ${clock(m.start_s)}`);
     return h("li", { class: "result" },
       h("div", { class: "row1" },
         h("span", { class: "name" }, baseName(m.source_uri)),
         h("span", { class: "meta" },
-          when && h("span", { class: "badge time", title: `said between ${clock(m.start_s)} and ${clock(m.end_s)} of the recording` }, "at " + when),
+          span && h("span", { class: "badge time", title: "said in this part of the recording (minute:second)" }, span),
           m.channel !== null && m.channel !== undefined && h("span", { class: "badge", title: "transcribed per channel" }, `channel ${m.channel}`),
           h("span", { class: "badge " + (m.status === "ok" ? "ok" : "failed") }, m.status),
           h("span", { class: "badge", title: "day (dt partition)" }, m.dt))),
