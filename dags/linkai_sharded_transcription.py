@@ -11,10 +11,12 @@ import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from linkai_provider import settings
 from linkai_provider.lineage import emit_for_summaries, transcript_alias, transcript_asset
 from linkai_provider.operators.transcribe import TranscribeAudioOperator
 
-TRANSCRIPTS_URL = os.environ.get("LINKAI_TRANSCRIPTS_URL", "file:///tmp/linkai-demo/transcripts").rstrip("/")
+# [linkai] transcripts_url (AIRFLOW__LINKAI__TRANSCRIPTS_URL), read at parse time: the Asset's URI.
+TRANSCRIPTS_URL = settings.transcripts_url(default="file:///tmp/linkai-demo/transcripts")
 # Jinja expressions, evaluated at run time: a trigger's params win, then the Variables, then the demo defaults.
 AUDIO_ROOT = "var.value.get('linkai_audio_url', 'file:///tmp/linkai-demo/audio')"
 SOURCE_CONN = "params.source_conn_id or var.value.get('linkai_source_conn_id', '')"

@@ -8,9 +8,11 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, Param, task
 
+from linkai_provider import settings
 from linkai_provider.operators.transcribe import transcript_asset
 
-TRANSCRIPTS_URL = os.environ.get("LINKAI_TRANSCRIPTS_URL", "file:///tmp/linkai-demo/transcripts").rstrip("/")
+# [linkai] transcripts_url (AIRFLOW__LINKAI__TRANSCRIPTS_URL), read at parse time: the Asset's URI.
+TRANSCRIPTS_URL = settings.transcripts_url(default="file:///tmp/linkai-demo/transcripts")
 # Beside the dataset, never inside it: the operator's incremental check reads every Parquet file
 # under the dataset root, and tools reading the dataset would mistake summaries for transcripts.
 SUMMARY_URL = os.environ.get("LINKAI_SUMMARY_URL", TRANSCRIPTS_URL.rsplit("/", 1)[0] + "/transcript_summary").rstrip(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
 def get_provider_info() -> dict:
     """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    from linkai_provider.settings import CONFIG
+
     return {
         "package-name": "airflow-provider-linkai",
         "name": "LinkAI",
@@ -23,6 +25,7 @@ def get_provider_info() -> dict:
         ],
         "hooks": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.hooks.linkai"]}],
         "operators": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}],
+        "config": CONFIG,
         # the Transcripts page (also registered through the airflow.plugins entry point, which Airflow
         # loads by default; this entry is what `airflow providers plugins` lists)
         "plugins": [{"name": "linkai", "plugin-class": "linkai_provider.plugins.LinkAIPlugin"}],

@@ -146,7 +146,7 @@ def emit_for_summaries(
                 f"Wrote {summary.get('rows_written') or 0} row(s) to {destination}, which is outside the Asset(s) "
                 f"this task updates ({assets}): DAGs scheduled on that Asset would never see these rows. The Asset "
                 "is fixed where the DAG file is parsed (the dag-processor), the destination where it runs (the "
-                "worker): set the dataset root (e.g. LINKAI_TRANSCRIPTS_URL) the same on both, or pass outlets=."
+                "worker): set the dataset root ([linkai] transcripts_url) the same on both, or pass outlets=."
             )
     for outlet, asset in targets:
         if not isinstance(outlet, AssetAlias):
@@ -155,7 +155,7 @@ def emit_for_summaries(
             log.warning(
                 "Asset %s is unknown to Airflow: no DAG file parsed by the dag-processor declares it, so no DAG "
                 "is scheduled on it. If one should be, the dataset root differs between the dag-processor and "
-                "this worker (e.g. LINKAI_TRANSCRIPTS_URL).",
+                "this worker ([linkai] transcripts_url).",
                 asset.uri,
             )
         if rows <= 0:

@@ -93,7 +93,7 @@ export AIRFLOW__LOGGING__LOGGING_LEVEL=INFO
 export AIRFLOW_CONN_LINKAI_DEFAULT="{\"conn_type\": \"linkai\", \"host\": \"$SERVER_URL\", \"password\": \"$API_KEY\",
     \"extra\": {\"extra_fields\": {\"language\": \"en\"}}}"
 export AIRFLOW_VAR_LINKAI_AUDIO_URL=file://$DATA/audio
-export LINKAI_TRANSCRIPTS_URL=file://$DATA/transcripts
+export AIRFLOW__LINKAI__TRANSCRIPTS_URL=file://$DATA/transcripts  # [linkai] transcripts_url
 export LINKAI_SUMMARY_URL=file://$DATA/transcript_summary
 export LINKAI_TASK_RETRIES=0  # fail now rather than retry minutes later
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost

@@ -93,7 +93,7 @@ def test_destination_outside_the_asset_fails_the_task():
     for outlets in ([transcript_alias("s3://lake/t")], [Asset("s3://lake/t")]):
         with pytest.raises(AirflowFailException, match="outside the Asset") as info:
             emit_for_summaries(outlets, {"outlet_events": events}, [outside], LOG)
-        assert "s3://other/t/dt=1" in str(info.value) and "LINKAI_TRANSCRIPTS_URL" in str(info.value)
+        assert "s3://other/t/dt=1" in str(info.value) and "[linkai] transcripts_url" in str(info.value)
     assert events.added == []
     # no transcript outlet at all (outlets=[] or someone else's alias): nothing to check, nothing emitted
     assert emit_for_summaries([], {"outlet_events": events}, [outside], LOG) == 4
@@ -155,7 +155,7 @@ def test_operator_emits_one_event_when_it_wrote_rows_and_none_on_a_rerun(tmp_pat
 
 @pytest.mark.usefixtures("airflow_home")
 def test_operator_writing_outside_its_asset_fails_after_writing(tmp_path, speech, linkai_conn, monkeypatch):
-    """The worker's destination disagrees with the Asset (e.g. LINKAI_TRANSCRIPTS_URL set differently)."""
+    """The worker's destination disagrees with the Asset (e.g. [linkai] transcripts_url set differently)."""
     audio = tmp_path / "in"
     audio.mkdir()
     shutil.copy(speech.dir / sorted(speech.truth)[0], audio / "a.wav")

@@ -82,3 +82,23 @@ def test_cli_lists_provider_adds_and_tests_a_connection(linkai_server):
         "connections", "test", "linkai_wrong", AIRFLOW__CORE__TEST_CONNECTION="Enabled", AIRFLOW_CONN_LINKAI_WRONG=wrong
     )
     assert "refused the API key" in tested.stdout + tested.stderr
+
+
+def test_linkai_config_section_is_declared_and_read_the_airflow_way(tmp_path):
+    """`[linkai]` is a provider config section: Airflow lists it with its defaults, and the value comes
+    from airflow.cfg or AIRFLOW__LINKAI__* like any other option; the DAGs and the UI read it through
+    linkai_provider.settings."""
+    options = linkai_provider.get_provider_info()["config"]["linkai"]["options"]
+    assert set(options) == {"transcripts_url", "transcripts_conn_id"}
+    home = {"AIRFLOW_HOME": str(tmp_path)}
+    listed = airflow("config", "list", "--section", "linkai", "--defaults", **home)
+    assert listed.returncode == 0 and "transcripts_url" in listed.stdout, listed.stderr
+    (tmp_path / "airflow.cfg").write_text("[linkai]\ntranscripts_url = s3://from-cfg/transcripts/\n")
+    got = airflow("config", "get-value", "linkai", "transcripts_url", **home)
+    assert got.stdout.strip() == "s3://from-cfg/transcripts/", got.stderr
+    script = "from linkai_provider import settings; print(settings.transcripts_url(), settings.transcripts_conn_id())"
+    read = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **home})
+    assert read.stdout.split() == ["s3://from-cfg/transcripts", "None"], read.stderr
+    env = {**home, "AIRFLOW__LINKAI__TRANSCRIPTS_URL": "gs://env/t", "AIRFLOW__LINKAI__TRANSCRIPTS_CONN_ID": "gcs"}
+    read = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env})
+    assert read.stdout.split() == ["gs://env/t", "gcs"], read.stderr

@@ -1,19 +1,22 @@
 """Transcribe each day's audio drop in S3 into a Hive-partitioned Parquet dataset, and react to it."""
 
+# --8<-- [start:producer]
 import pendulum
 from airflow.sdk import DAG, task
 
+from linkai_provider.nightly import MACROS, nightly_timetable
 from linkai_provider.operators.transcribe import TranscribeAudioOperator, transcript_asset
 
-# The run's day: its logical date, or for a run triggered without one (Airflow 3's default for manual
-# runs, where `ds` is undefined) the day it was triggered, UTC.
-DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+# The day a run covers, UTC: for the scheduled run due at midnight, the day that ended (not `{{ ds }}`,
+# which Airflow 3's @daily sets to the day just starting); for a manual run, its logical date's day,
+# or without one (Airflow 3's default) the day that ended before it was triggered.
+DAY = "{{ run_day(dag_run) }}"
 DESTINATION = f"s3://my-bucket/transcripts/dt={DAY}/"
 
-# --8<-- [start:producer]
 with DAG(
     dag_id="transcribe_calls",
-    schedule="@daily",
+    schedule=nightly_timetable(),  # daily at 00:00 UTC, each run's data interval the day that ended
+    user_defined_macros=MACROS,  # run_day
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
 ):

@@ -34,7 +34,7 @@ class TranscribeAudioOperator(BaseOperator):
     :param source: a file URL, a folder or prefix, a glob, or a list of them; any fsspec URL
         (local path, ``file://``, ``s3://``, ``gs://``, ``memory://``). (templated)
     :param destination: the dataset folder URL, e.g.
-        ``s3://bucket/transcripts/dt={{ (dag_run.logical_date or dag_run.run_after) | ds }}/``. (templated)
+        ``s3://bucket/transcripts/dt={{ run_day(dag_run) }}/`` (see :mod:`linkai_provider.nightly`). (templated)
     :param linkai_conn_id: connection of type ``linkai`` (base URL and API key).
     :param source_conn_id: connection for the source's storage credentials. (templated)
     :param destination_conn_id: connection for the destination's storage credentials. (templated)

@@ -59,7 +59,10 @@ class _Stores:
         self._store: TranscriptStore | None = None
 
     def get(self) -> TranscriptStore:
-        config = load()
+        try:
+            config = load()
+        except Exception as exc:  # a bad value in [linkai]: the deployment's problem, not the request's
+            raise DatasetUnavailable(f"the [linkai] settings are not valid: {exc}") from exc
         with self._lock:
             if self._store is None or self._store.config != config:
                 if self._store is not None:

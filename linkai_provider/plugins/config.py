@@ -8,7 +8,6 @@ process, and the api-server's configuration is complete only once it starts.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,26 +43,14 @@ class PageConfig:
         return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _settings() -> tuple[str | None, str | None]:
-    """The dataset URL and connection id the Airflow way: ``linkai_provider.settings`` when present
-    (the example DAGs read the same), else the ``[linkai]`` section directly."""
-    try:
-        from linkai_provider import settings  # type: ignore[attr-defined]
-    except ImportError:
-        settings = None
-    if settings is not None:
-        return settings.transcripts_url() or None, settings.transcripts_conn_id() or None
-    from airflow.configuration import conf
-
-    url = conf.get(SECTION, "transcripts_url", fallback="") or os.environ.get("LINKAI_TRANSCRIPTS_URL", "")
-    conn_id = conf.get(SECTION, "transcripts_conn_id", fallback="")
-    return url or None, conn_id or None
-
-
 def load() -> PageConfig:
+    """The settings as the api-server has them now (cheap: read on every request, so a changed
+    setting takes effect without a restart where Airflow's configuration allows it)."""
     from airflow.configuration import conf
 
-    url, conn_id = _settings()
+    from linkai_provider import settings
+
+    url, conn_id = settings.transcripts_url(), settings.transcripts_conn_id()
     default_cache = Path(tempfile.gettempdir()) / "airflow-linkai-ui"
     refresh = conf.getfloat(SECTION, "ui_refresh_seconds", fallback=DEFAULT_REFRESH_SECONDS)
     if refresh < 0:

@@ -31,7 +31,7 @@ class Lake:
     """Where the example DAGs read and write in one test."""
 
     audio: str  # Variable linkai_audio_url
-    transcripts: str  # env LINKAI_TRANSCRIPTS_URL
+    transcripts: str  # [linkai] transcripts_url
     summary: str  # where the analytics DAG writes (default: beside the transcripts)
 
 
@@ -40,7 +40,8 @@ def lake_env(monkeypatch):
     """Point the example DAGs at ``audio`` / ``transcripts`` URLs; no task retries (fail fast)."""
 
     def configure(audio: str, transcripts: str, conn_id: str | None = None) -> Lake:
-        monkeypatch.setenv("LINKAI_TRANSCRIPTS_URL", transcripts)
+        monkeypatch.setenv("AIRFLOW__LINKAI__TRANSCRIPTS_URL", transcripts)  # [linkai] transcripts_url
+        monkeypatch.delenv("LINKAI_TRANSCRIPTS_URL", raising=False)
         monkeypatch.delenv("LINKAI_SUMMARY_URL", raising=False)
         monkeypatch.setenv("AIRFLOW_VAR_LINKAI_AUDIO_URL", audio)
         monkeypatch.setenv("LINKAI_TASK_RETRIES", "0")

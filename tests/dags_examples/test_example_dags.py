@@ -38,6 +38,12 @@ def day(ds: str) -> pendulum.DateTime:
     return pendulum.parse(ds).in_timezone("UTC")
 
 
+def nightly_ok(days: int = 1, state: str = "success") -> dict[tuple[str, int], str]:
+    """The task instances of a nightly run that read ``days`` day folders."""
+    tis = {("plan_days", -1): "success", ("report", -1): "success", ("all_days_succeeded", -1): state}
+    return {**tis, **{("transcribe", i): "success" for i in range(days)}}
+
+
 def aws_conn(moto_endpoint: str) -> dict:
     """An Airflow ``aws`` connection to the moto server (Airflow's own s3 filesystem is used)."""
     return {
@@ -143,13 +149,14 @@ def test_dag_shapes(example_dag, lake_env, tmp_path):
     transcribe = nightly.get_task("transcribe")
     assert transcribe.retries == 0  # LINKAI_TASK_RETRIES from the environment
     assert transcribe.retry_exponential_backoff
-    run_day = "((dag_run.logical_date or dag_run.run_after) | ds)"
-    assert transcribe.destination == f"{asset_uri}/dt={{{{ {run_day} }}}}/"
-    assert run_day in transcribe.source
-    # an alias: the Asset gets an event only when rows were written (the operator's default outlet)
+    # one instance per day read; every one skips what the whole dataset already holds
+    assert transcribe.partial_kwargs["incremental_scope"] == asset_uri
+    # an alias: the Asset gets one event per run that wrote rows, from report (none per day)
     alias = transcript_alias(asset_uri)
-    assert transcribe.outlets == [alias]
-    assert TranscribeAudioOperator(task_id="x", source="/a", destination=transcribe.destination).outlets == [alias]
+    assert transcribe.partial_kwargs["outlets"] == []
+    assert nightly.get_task("report").outlets == [alias]
+    assert [t.task_id for t in nightly.leaves] == ["all_days_succeeded"]
+    assert TranscribeAudioOperator(task_id="x", source="/a", destination=f"{asset_uri}/dt=x/").outlets == [alias]
     assert "dag-processor and every worker" in nightly.doc_md and "scheduler and workers" not in nightly.doc_md
 
     assert "Celery" in sharded.doc_md and "pool" in sharded.doc_md
@@ -165,7 +172,8 @@ def test_dag_shapes(example_dag, lake_env, tmp_path):
 def test_nightly_schedule_from_env(example_dag, lake_env, monkeypatch, tmp_path):
     lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/transcripts")
     monkeypatch.setenv("LINKAI_NIGHTLY_SCHEDULE", "30 2 * * *")
-    assert example_dag("linkai_nightly_transcription").timetable.expression == "30 2 * * *"
+    timetable = example_dag("linkai_nightly_transcription").timetable
+    assert type(timetable).__name__ == "CronDataIntervalTimetable" and timetable.expression == "30 2 * * *"
 
 
 # -- local disk ---------------------------------------------------------------------------------------
@@ -181,8 +189,8 @@ def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_
     dag = example_dag("linkai_nightly_transcription")
     run = dag.test(logical_date=day(ds))
     assert run.state == "success"
-    assert ti_states(run) == {("transcribe", -1): "success"}
-    summary = xcom_return(run, "transcribe")
+    assert ti_states(run) == nightly_ok()
+    summary = xcom_return(run, "transcribe", 0)
     assert (summary["files_found"], summary["transcribed"], summary["skipped_unsupported"]) == (11, 10, 1)
     partition = tmp_path / "lake" / "transcripts" / f"dt={ds}"
     check_ok_rows(local_rows(partition), inputs, "linkai_nightly_transcription")
@@ -190,7 +198,7 @@ def test_nightly_then_analytics_local(example_dag, lake_env, linkai_conn, local_
     # the same night again: everything is skipped, nothing is sent, no row is added
     again = dag.test(logical_date=day(ds))
     assert again.state == "success"
-    assert xcom_return(again, "transcribe")["skipped_existing"] == 10
+    assert xcom_return(again, "transcribe", 0)["skipped_existing"] == 10
     assert len(local_rows(partition)) == 10
 
     analytics = example_dag("linkai_transcript_analytics")
@@ -223,7 +231,8 @@ def test_bad_file_fails_the_night_after_writing_rows_and_analytics_reports_why(
 
     run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
     assert run.state == "failed"
-    assert ti_states(run) == {("transcribe", -1): "failed"}  # PartialBatchError, after every row was written
+    # PartialBatchError, after every row was written; report still adds up and announces the rows
+    assert ti_states(run) == {**nightly_ok(state="failed"), ("transcribe", 0): "failed"}
     rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
     (bad,) = [r for r in rows if r["source_uri"].endswith("broken.wav")]
     assert bad["status"] == "failed" and bad["error_type"] == "InvalidRequestError" and bad["error_code"] == 400
@@ -355,14 +364,16 @@ def asset_events(uri: str) -> list[dict]:
         ]
 
 
-def test_manual_runs_without_logical_date_file_under_the_day_they_were_triggered(
+def test_manual_runs_without_logical_date_read_the_day_that_ended(
     example_dag, lake_env, linkai_conn, local_audio, tmp_path
 ):
-    """Airflow 3's manual trigger has no logical date, so no `ds`: the run's day is its run_after (UTC)."""
-    triggered = pendulum.datetime(2026, 11, 21, 23, 30, tz="UTC")
+    """Airflow 3's manual trigger has no logical date, so no `ds`: the nightly DAG reads the day that
+    ended before it was triggered (UTC), like the scheduled run of that night; the sharded DAG files
+    under the day it was triggered."""
+    triggered = pendulum.datetime(2026, 11, 22, 9, 30, tz="UTC")
     lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
     inputs = local_audio("2026-11-21")
-    local_audio("2026-11-22")  # the next day's folder is not this run's business
+    local_audio("2026-11-22")  # the day still running is not this run's business
 
     run = example_dag("linkai_nightly_transcription").test(logical_date=None, run_after=triggered)
     assert run.logical_date is None
@@ -377,7 +388,7 @@ def test_manual_runs_without_logical_date_file_under_the_day_they_were_triggered
     )
     assert sharded.state == "success", ti_states(sharded)
     assert xcom_return(sharded, "report")["transcribed"] == 10  # the 2026-11-22 files; 11-21 done already
-    assert len(local_rows(tmp_path / "lake" / "transcripts" / "dt=2026-11-21")) == 20
+    assert len(local_rows(tmp_path / "lake" / "transcripts" / "dt=2026-11-22")) == 10
 
 
 def test_sharded_run_with_a_failed_shard_fails_and_still_reports(
@@ -413,7 +424,7 @@ def test_one_asset_event_per_run_that_wrote_rows(example_dag, lake_env, linkai_c
     first = nightly.test(logical_date=day("2026-11-18"))
     assert first.state == "success"
     rerun = nightly.test(logical_date=day("2026-11-18"))  # sends nothing, writes nothing
-    assert rerun.state == "success" and xcom_return(rerun, "transcribe")["rows_written"] == 0
+    assert rerun.state == "success" and xcom_return(rerun, "report")["rows_written"] == 0
     shards = sharded.test(logical_date=day("2026-11-19"), run_conf={"shards": 3})  # the other day's 10 files
     assert shards.state == "success"
     assert sorted(k[1] for k in ti_states(shards) if k[0] == "transcribe") == [0, 1, 2]
@@ -451,7 +462,7 @@ def test_nightly_and_analytics_on_s3_with_aws_connection(
 
     run = example_dag("linkai_nightly_transcription").test(logical_date=day(ds))
     assert run.state == "success"
-    assert ti_states(run) == {("transcribe", -1): "success"}
+    assert ti_states(run) == nightly_ok()
     fs.invalidate_cache()
     rows = read_rows(fs, f"{bucket}/lake/transcripts/dt={ds}").to_pylist()
     check_ok_rows(rows, inputs, "linkai_nightly_transcription")
@@ -560,3 +571,87 @@ def test_nightly_and_analytics_on_gcs_with_fsspec_connection(
     with fs.open(f"{bucket}/transcript_summary/dt={ds}/summary.parquet", "rb") as fh:
         (got,) = pq.read_table(fh).to_pylist()
     check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
+
+
+# -- the day a run reads (issue 19) ---------------------------------------------------------------------
+
+
+def test_the_run_due_at_midnight_covers_the_day_that_ended(example_dag, lake_env, tmp_path):
+    """What the scheduler computes for the DAG as parsed: Airflow's own core timetable, decoded from the
+    serialized DAG, plans the run due at 00:00 on the 29th with the 28th as its data interval and
+    logical date; run_day then reads and files under the 28th."""
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    from linkai_provider.nightly import run_day
+
+    lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/transcripts")
+    timetable = decode_timetable(encode_timetable(example_dag("linkai_nightly_transcription").timetable))
+    last = DataInterval(day("2026-11-27"), day("2026-11-28"))
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=last, restriction=TimeRestriction(day("2026-01-01"), None, catchup=False)
+    )
+    assert info.run_after == pendulum.datetime(2026, 11, 29, tz="UTC")  # due at midnight, as the day ends
+    assert info.data_interval == DataInterval(day("2026-11-28"), day("2026-11-29"))
+    assert info.logical_date == day("2026-11-28")
+
+    class Run:  # the fields of the dag_run the task sees
+        run_type, data_interval_start, data_interval_end = "scheduled", *info.data_interval
+        logical_date, run_after = info.logical_date, info.run_after
+
+    assert str(run_day(Run)) == "2026-11-28"
+
+
+def test_a_file_that_lands_late_is_sent_by_the_next_run(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
+):
+    """The run for the 10th reads the 10th; a file that lands in the 10th's folder afterwards is sent by
+    the run for the 11th (which looks back over the 10th) and filed under the 10th; nothing else is sent
+    twice (the server's counters)."""
+    names = sorted(speech.truth)
+    lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    first_day = local_audio("2026-11-10", names[:3])
+    nightly = example_dag("linkai_nightly_transcription")
+    first = nightly.test(logical_date=day("2026-11-10"))
+    assert first.state == "success" and ti_states(first) == nightly_ok(days=1)
+    assert linkai_conn.stats()["requests_total"] == 3
+
+    late = local_audio("2026-11-10", names[3:4])  # lands after that night's run
+    second_day = local_audio("2026-11-11", names[4:6])
+    second = nightly.test(logical_date=day("2026-11-11"))
+    assert second.state == "success" and ti_states(second) == nightly_ok(days=2)  # the 11th, and the 10th again
+    assert linkai_conn.stats()["requests_total"] == 3 + 1 + 2  # the late file and the new day, nothing else
+    root = tmp_path / "lake" / "transcripts"
+    check_ok_rows(local_rows(root / "dt=2026-11-10"), {**first_day, **late}, "linkai_nightly_transcription")
+    check_ok_rows(local_rows(root / "dt=2026-11-11"), second_day, "linkai_nightly_transcription")
+    report = xcom_return(second, "report")
+    assert (report["transcribed"], report["skipped_existing"], report["days"]) == (3, 3, 2)
+
+
+def test_lookback_reads_only_the_days_whose_folders_exist_and_a_missing_day_fails(
+    example_dag, lake_env, linkai_conn, local_audio, tmp_path, speech
+):
+    names = sorted(speech.truth)
+    lake_env(f"file://{local_audio.root}", f"file://{tmp_path}/lake/transcripts")
+    local_audio("2026-11-07", names[:1])  # outside a 3-day lookback from the 10th
+    local_audio("2026-11-08", names[1:2])
+    nightly = example_dag("linkai_nightly_transcription")
+    missing = nightly.test(logical_date=day("2026-11-10"))  # the 10th's folder does not exist
+    assert missing.state == "failed" and ti_states(missing)[("plan_days", -1)] == "failed"
+    assert linkai_conn.stats()["requests_total"] == 0
+
+    local_audio("2026-11-10", names[2:3])
+    run = nightly.test(logical_date=day("2026-11-10"))
+    assert run.state == "success" and ti_states(run) == nightly_ok(days=2)  # the 10th and the 8th; no 9th
+    assert xcom_return(run, "plan_days") == [
+        {
+            "source": f"file://{local_audio.root}/2026-11-10/",
+            "destination": f"file://{tmp_path}/lake/transcripts/dt=2026-11-10/",
+        },
+        {
+            "source": f"file://{local_audio.root}/2026-11-08/",
+            "destination": f"file://{tmp_path}/lake/transcripts/dt=2026-11-08/",
+        },
+    ]
+    assert linkai_conn.stats()["requests_total"] == 2

@@ -317,7 +317,7 @@ def test_minimal_dag_runs_against_s3_and_linkai_server(
         fs.mkdir("my-bucket")
     clips = sorted(speech.dir.iterdir())[:3]
     for clip in clips:
-        fs.put_file(str(clip), f"my-bucket/calls/2026-11-20/{clip.name}")
+        fs.put_file(str(clip), f"my-bucket/calls/2026-11-19/{clip.name}")
     conn_env(
         linkai_default=json.loads(linkai_server.airflow_conn_json),
         aws_default={"conn_type": "aws", "login": "testing", "password": "testing",
@@ -331,21 +331,22 @@ def test_minimal_dag_runs_against_s3_and_linkai_server(
     shutil.copy(SNIPPETS / "minimal_dag.py", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "transcribe_calls.py")
     producer = get_dag("transcribe_calls")
 
-    # a manual run without a logical date (Airflow 3's default) files under the day it was triggered
+    # a manual run without a logical date (Airflow 3's default) reads the day that ended before it
     run = producer.test(logical_date=None, run_after=pendulum.datetime(2026, 11, 20, 18, tz="UTC"))
     assert task_states(run)["transcribe"] == "success"
     summary = xcom_return(run, "transcribe")
     assert summary["transcribed"] == 3 and summary["failed"] == 0
-    assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-20"
-    # the scheduled run of that day finds the same files done
-    scheduled = producer.test(logical_date=pendulum.datetime(2026, 11, 20, tz="UTC"))
+    assert summary["destination"] == "s3://my-bucket/transcripts/dt=2026-11-19"
+    assert type(producer.timetable).__name__ == "CronDataIntervalTimetable"
+    # a run for that day (its logical date) finds the same files done
+    scheduled = producer.test(logical_date=pendulum.datetime(2026, 11, 19, tz="UTC"))
     assert task_states(scheduled)["transcribe"] == "success"
     assert xcom_return(scheduled, "transcribe")["skipped_existing"] == 3
     snippet = load("query_duckdb.py")
     con = duckdb.connect()
     con.register_filesystem(fs)
     rows = snippet["current_transcripts"](con, "s3://my-bucket/transcripts")
-    assert {r[0] for r in rows} >= {f"s3://my-bucket/calls/2026-11-20/{c.name}" for c in clips}
+    assert {r[0] for r in rows} >= {f"s3://my-bucket/calls/2026-11-19/{c.name}" for c in clips}
     assert all(r[1] == "ok" for r in rows)
 
 
@@ -538,7 +539,7 @@ def test_compose_commands_name_real_services_dags_and_settings():
     )
     query = next(words for words in commands if words[0] == "python")
     assert query[1] == "docs/snippets/query_duckdb.py" and (REPO / query[1]).exists()
-    assert query[2] == compose.environment(services["airflow-worker"])["LINKAI_TRANSCRIPTS_URL"]
+    assert query[2] == compose.environment(services["airflow-worker"])["AIRFLOW__LINKAI__TRANSCRIPTS_URL"]
 
 
 def test_quickstart_commands_are_the_ones_ci_runs():

@@ -1,7 +1,7 @@
 """The example DAGs on a real Airflow 3 deployment: Postgres, Redis, the CeleryExecutor with two
 workers, scheduler, dag-processor, api-server and triggerer, each a process with its own log, and
 linkai-server (digest engine) as the API. Configured only the way the docs tell users to (a
-``linkai_default`` connection and ``linkai_*`` Variables in the environment, ``LINKAI_TRANSCRIPTS_URL``
+``linkai_default`` connection and ``linkai_*`` Variables in the environment, ``[linkai] transcripts_url``
 the same for every component). Then the UI in headless Chromium; screenshots go to
 ``artifacts/stack/``. On failure every component's log tail is printed.
 """
@@ -97,7 +97,7 @@ def stack(tmp_path_factory):
                 # what docs/dags.md and docs/production.md tell users to set, here on every component
                 "AIRFLOW_CONN_LINKAI_DEFAULT": json.dumps(conn),
                 "AIRFLOW_VAR_LINKAI_AUDIO_URL": f"file://{lake}/audio",
-                "LINKAI_TRANSCRIPTS_URL": f"file://{lake}/transcripts",
+                "AIRFLOW__LINKAI__TRANSCRIPTS_URL": f"file://{lake}/transcripts",
                 "LINKAI_TASK_RETRIES": "0",
                 "LINKAI_POOL": "linkai",
             },
@@ -163,30 +163,36 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
     started = time.monotonic()
     lake: Path = stack.lake
     server = stack.server
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    inputs = speak(lake / "audio" / today, 0, 4)  # the scheduled night
+    now = dt.datetime.now(dt.UTC)
+    today, yesterday = now.date().isoformat(), (now - dt.timedelta(days=1)).date().isoformat()
+    inputs = speak(lake / "audio" / yesterday, 0, 4)  # the day that ended: the scheduled night reads it
     try:
         stack.start_airflow(workers=2)
 
-        # 1. the nightly DAG's scheduled run (@daily, catchup off: today's run starts once parsed)
+        # 1. the nightly DAG's scheduled run (catchup off: the run for the interval that ended at today's
+        #    midnight starts once parsed): it reads and files under the day that ended, not the day starting
         def scheduled():
             found = [r for r in runs(stack, NIGHTLY) if r["run_type"] == "scheduled"]
             return found[0] if found and found[0]["state"] in ("success", "failed") else None
 
         night = wait_for("the nightly DAG's scheduled run", scheduled, 200, stack.components, every=1)
         assert night["state"] == "success", tis(stack, NIGHTLY, night["dag_run_id"])
-        assert night["logical_date"].startswith(today)
-        assert xcom(stack, NIGHTLY, night["dag_run_id"], "transcribe")["transcribed"] == 4
+        assert night["logical_date"].startswith(yesterday) and night["data_interval_end"].startswith(today)
+        assert xcom(stack, NIGHTLY, night["dag_run_id"], "plan_days") == [
+            {"source": f"file://{lake}/audio/{yesterday}/", "destination": f"file://{lake}/transcripts/dt={yesterday}/"}
+        ]
+        assert xcom(stack, NIGHTLY, night["dag_run_id"], "report")["transcribed"] == 4
         analytics_runs(stack, 1)
 
-        # 2. a manual run without a logical date (Trigger button, `airflow dags trigger`): files under today
-        inputs |= speak(lake / "audio" / today, 4, 3)
+        # 2. files that land late in the day that ended, then a manual run without a logical date (Trigger
+        #    button, `airflow dags trigger`): it reads the day that ended too, and sends only the late files
+        inputs |= speak(lake / "audio" / yesterday, 4, 3)
         manual = wait_run(stack, NIGHTLY, trigger(stack, NIGHTLY)["dag_run_id"])
         assert manual["logical_date"] is None
         assert manual["state"] == "success", tis(stack, NIGHTLY, manual["dag_run_id"])
-        summary = xcom(stack, NIGHTLY, manual["dag_run_id"], "transcribe")
+        summary = xcom(stack, NIGHTLY, manual["dag_run_id"], "transcribe", 0)
         assert (summary["transcribed"], summary["skipped_existing"]) == (3, 4)
-        assert summary["destination"] == f"file://{lake}/transcripts/dt={today}"
+        assert summary["destination"] == f"file://{lake}/transcripts/dt={yesterday}"
         analytics_runs(stack, 2)
 
         # 3. the sharded DAG: mapped shards on both workers, one Asset event for the run
@@ -216,7 +222,7 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
         rerun = wait_run(stack, NIGHTLY, rerun_id)
         assert rerun["logical_date"] is None
         assert rerun["state"] == "success"
-        again = xcom(stack, NIGHTLY, rerun["dag_run_id"], "transcribe")
+        again = xcom(stack, NIGHTLY, rerun["dag_run_id"], "report")
         assert (again["transcribed"], again["rows_written"], again["skipped_existing"]) == (0, 0, 7)
         shard_rerun = wait_run(stack, SHARDED, trigger(stack, SHARDED, {"shards": 4})["dag_run_id"])
         assert shard_rerun["state"] == "success"
@@ -399,7 +405,7 @@ def browse(stack: Stack, run_id: str, tmp_path: Path) -> None:
         shot(driver, "3-nightly-dag-docs")
 
         # a transcribe task's log: Found / Progress / Summary
-        driver.get(f"{stack.api_url}/dags/{NIGHTLY}/runs/{urllib.parse.quote(run_id)}/tasks/transcribe")
+        driver.get(f"{stack.api_url}/dags/{NIGHTLY}/runs/{urllib.parse.quote(run_id)}/tasks/transcribe/mapped/0")
         log = wait_text(driver, "Found 7 file(s)", "Progress:", "Summary:", timeout=90)
         assert KEY not in log
         shot(driver, "4-transcribe-task-log")
