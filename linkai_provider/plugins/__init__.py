@@ -1,9 +1,10 @@
 """The provider's Airflow plugin: the Transcripts page under ``/linkai`` of the api-server, with a
 "Transcripts" entry in Airflow's navigation.
 
-Registered twice over, as Airflow's own providers do: the ``airflow.plugins`` entry point (loaded by
-default) and ``plugins`` in the provider info (listed by ``airflow providers plugins``). Importing
-this module is cheap: the app is built on the api-server's first request to it.
+Registered twice over, as Airflow's OpenLineage provider does: the ``airflow.plugins`` entry point
+(what Airflow loads by default) and ``plugins`` in the provider info (read when ``[core]
+lazy_discover_providers`` is off; Airflow then notes that the second registration was skipped).
+Importing this module is cheap: the app is built on the api-server's first request to it.
 """
 
 from __future__ import annotations
