@@ -15,6 +15,7 @@ permission to read DAG runs. Nothing here takes a file path or URL from a reques
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -128,7 +129,7 @@ def create_app() -> FastAPI:
             "dataset": _redact(store.url),
             "refreshed_at": store.refreshed_at,
             "refresh_seconds": store.config.refresh_seconds,
-            "last_refresh": vars(store.last_refresh) if store.last_refresh else None,
+            "last_refresh": dataclasses.asdict(store.last_refresh) if store.last_refresh else None,
         }
 
     @app.get("/api/search")
@@ -140,12 +141,12 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         phrase = queries.normalize_phrase(q)
         store, con, access = _open(user)
-        with con:
-            return queries.search(con, phrase, access, limit, offset)
+        with con:  # the version read after the refresh _open made: cached hits match these rows
+            return queries.search(con, phrase, access, limit, offset, store.hits, store.version)
 
     @app.get("/api/days")
     def days(user: User, limit: Annotated[int, Query(ge=1, le=1000)] = 30, offset: Offset = 0) -> dict[str, Any]:
-        store, con, access = _open(user)
+        _, con, access = _open(user)
         with con:
             return queries.days(con, access, limit, offset)
 
@@ -153,7 +154,7 @@ def create_app() -> FastAPI:
     def failures(user: User, dt: str, examples: Annotated[int, Query(ge=0, le=20)] = 3) -> dict[str, Any]:
         if not queries.DAY_RE.match(dt):
             raise ValueError(f"dt: not a partition value: {dt[:50]!r}")
-        store, con, access = _open(user)
+        _, con, access = _open(user)
         with con:
             return queries.failures(con, dt, access, examples)
 
@@ -180,6 +181,7 @@ def create_app() -> FastAPI:
 
 
 def _open(user: Any) -> tuple[TranscriptStore, Any, queries.Access]:
+    """The store, a cursor on its up-to-date cache, and the rows ``user`` may see (403 if none)."""
     auth.require_run_reader(user)
     store = STORES.get()
     con = store.cursor()

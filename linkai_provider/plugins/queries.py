@@ -9,6 +9,8 @@ so counts and pages never include, or hint at, rows the user may not see.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 MAX_PHRASE = 200
 SNIPPET_CHARS = 220
 ISO = "%Y-%m-%dT%H:%M:%SZ"
+DAY_RE = re.compile(r"^[0-9A-Za-z_.:+-]{1,40}$")  # a dt partition value, e.g. 2026-11-28
 
 
 @dataclass(frozen=True)
@@ -47,26 +50,66 @@ def normalize_phrase(q: str) -> str:
     return phrase
 
 
-def search(con: duckdb.DuckDBPyConnection, phrase: str, access: Access, limit: int, offset: int) -> dict[str, Any]:
-    """Files whose current transcript holds ``phrase`` (case-insensitive), newest first."""
+class HitCache:
+    """The ranked matches (row ids, newest first) of recent searches, for one version of the cache:
+    the next page, or the same search by anyone with the same access, is read from here instead of
+    scanning every transcript again. Bounded by entries and by row ids held."""
+
+    def __init__(self, entries: int = 16, max_rids: int = 8_000_000) -> None:
+        self._lock = threading.Lock()
+        self._hits: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.entries = entries
+        self.max_rids = max_rids
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits is not None:
+                self._hits.move_to_end(key)
+            return hits
+
+    def put(self, key: tuple[Any, ...], hits: Any) -> None:
+        with self._lock:
+            self._hits[key] = hits
+            while len(self._hits) > self.entries or sum(len(h) for h in self._hits.values()) > self.max_rids:
+                if len(self._hits) == 1:
+                    break
+                self._hits.popitem(last=False)
+
+
+def search(
+    con: duckdb.DuckDBPyConnection,
+    phrase: str,
+    access: Access,
+    limit: int,
+    offset: int,
+    cache: HitCache | None = None,
+    version: Any = None,
+) -> dict[str, Any]:
+    """Files whose current transcript holds ``phrase`` (case-insensitive), newest first. The scan reads
+    three narrow columns; the wide ones are read for the page's rows only."""
     acl, params = access.where()
-    # The scan touches three narrow columns; the wide ones are read for the page's rows only.
-    sql = f"""
-        WITH hits AS MATERIALIZED (
-            SELECT rid, transcribed_at FROM rows WHERE is_current AND contains(lt, lower($q)) AND {acl}
-        ),
-        page AS (SELECT rid FROM hits ORDER BY transcribed_at DESC, rid DESC LIMIT $limit OFFSET $offset)
-        SELECT (SELECT count(*) FROM hits), r.source_uri, r.dt, r.status, r.dag_id, r.run_id,
-               strftime(r.transcribed_at, '{ISO}'), r.text, r.segments
-        FROM (SELECT 1) LEFT JOIN (page JOIN rows r USING (rid)) ON TRUE
-        ORDER BY r.transcribed_at DESC, r.rid DESC
-    """
-    found = con.execute(sql, {**params, "q": phrase, "limit": limit, "offset": offset}).fetchall()
-    total = int(found[0][0]) if found else 0
+    key = (version, phrase.lower(), access)
+    hits = cache.get(key) if cache is not None else None
+    if hits is None:
+        sql = f"""
+            SELECT rid FROM rows WHERE is_current AND contains(lt, lower($q)) AND {acl}
+            ORDER BY transcribed_at DESC, rid DESC
+        """
+        hits = con.sql(sql, params={**params, "q": phrase}).to_arrow_table().column("rid")
+        if cache is not None:
+            cache.put(key, hits)
+    page = hits.slice(offset, limit).to_pylist()
+    found = {}
+    if page:
+        cols = "rid, source_uri, dt, status, dag_id, run_id, strftime(transcribed_at, $iso), text, segments"
+        rows = con.execute(f"SELECT {cols} FROM rows WHERE rid = ANY($r)", {"r": page, "iso": ISO}).fetchall()
+        found = {r[0]: r[1:] for r in rows}
     matches = []
-    for _, uri, day, status, dag_id, run_id, at, text, segments in found:
-        if uri is None:  # no hit: the LEFT JOIN's one empty row carries the count
+    for rid in page:
+        if rid not in found:  # its part was removed since the search: the next request searches anew
             continue
+        uri, day, status, dag_id, run_id, at, text, segments = found[rid]
         where = locate(phrase, text or "", segments or [])
         matches.append(
             {
@@ -79,7 +122,8 @@ def search(con: duckdb.DuckDBPyConnection, phrase: str, access: Access, limit: i
                 "transcribed_at": at,
             }
         )
-    return {"matches": matches, "total": total, "offset": offset, "next": _next(offset, len(matches), total)}
+    total = len(hits)
+    return {"matches": matches, "total": total, "offset": offset, "next": _next(offset, len(page), total)}
 
 
 def locate(phrase: str, text: str, segments: list[dict[str, Any]]) -> dict[str, Any]:
@@ -245,9 +289,6 @@ def run_files(
         "offset": offset,
         "next": _next(offset, len(files), shown),
     }
-
-
-DAY_RE = re.compile(r"^[0-9A-Za-z_.:+-]{1,40}$")
 
 
 def _next(offset: int, count: int, total: int) -> int | None:

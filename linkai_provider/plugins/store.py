@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from linkai_provider.plugins.config import PageConfig
+from linkai_provider.plugins.queries import HitCache
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,6 +105,8 @@ class TranscriptStore:
         self.dag_ids: frozenset[str | None] = frozenset()  # the DAGs that wrote rows (None: outside a DAG)
         self.last_refresh: RefreshStats | None = None
         self.refreshed_at: float | None = None  # wall clock of the last successful listing
+        self.version = 0  # bumped whenever the rows change: cached search hits of older versions are stale
+        self.hits = HitCache()
         self._db = self._open()
 
     # -- the cache file ------------------------------------------------------------------------------
@@ -236,6 +239,7 @@ class TranscriptStore:
         finally:
             con.close()
         if gone or new:
+            self.version += 1
             self._checkpoint()
         self.dag_ids = frozenset(r[0] for r in self._db.execute("SELECT DISTINCT dag_id FROM rows").fetchall())
         self.refreshed_at = time.time()

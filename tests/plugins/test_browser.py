@@ -89,7 +89,9 @@ def world(tmp_path_factory, auth_env, linkai_server, moto_endpoint):
     transcripts = work / "transcripts"
     # the api-servers start while the dataset is made: they read it on their first request
     base = {**os.environ, **auth_env, "AIRFLOW__CORE__AUTH_MANAGER": (
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager")}  # fmt: skip
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"),
+        # the LinkAI connection, with its key, is there as on any api-server: the page must never show it
+        "AIRFLOW_CONN_LINKAI_DEFAULT": linkai_server.airflow_conn_json}  # fmt: skip
     base.pop("AIRFLOW__LINKAI__UI_REFRESH_SECONDS", None)  # the default, as deployed
     local = ApiServer(
         "local",
@@ -341,12 +343,24 @@ def test_the_page_follows_airflows_dark_mode(page, world):
         page.execute_script("localStorage.setItem('theme', 'light')")
 
 
-def test_the_page_loads_nothing_from_elsewhere(page, world):
+def test_the_page_loads_nothing_from_elsewhere_and_shows_no_key(page, world):
     page.get(world.local.url + "/plugin/transcripts/linkai/?view=days")
     in_page(page, "Per day")
     resources = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(r.startswith(world.local.url + "/linkai/") for r in resources), resources
     assert world.key not in page.page_source
+    # nor does any answer of the API, nor the api-server's log
+    answers = page.execute_script(
+        """
+        const paths = ["api/status", "api/search?q=sha256", "api/days", "api/days/" + arguments[0] + "/failures",
+                       "api/runs/" + arguments[1] + "/" + encodeURIComponent(arguments[2])];
+        return Promise.all(paths.map((p) => fetch(p).then((r) => r.text())));
+        """,
+        world.today, DAG_ID, world.run.run_id,
+    )  # fmt: skip
+    assert len(answers) == 5 and "long-call.ogg" in answers[1] and "broken-call.wav" in answers[4]
+    assert not [a for a in answers if world.key in a]
+    assert world.key not in world.local.log.read_text(errors="replace")
 
 
 def test_the_page_on_a_dataset_in_s3(browser, world):
