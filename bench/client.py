@@ -206,5 +206,6 @@ def main() -> None:
         )
     )
 
+
 if __name__ == "__main__":
     main()

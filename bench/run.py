@@ -763,7 +763,7 @@ class Bench:
         from bench import ui
 
         rows = 50_000 if self.quick else 1_000_000
-        res = ui.run(self.work / "ui", rows=rows, repeat=self.args.repeat + 2)
+        res = ui.run(self.work / "ui", rows=rows, repeat=5)
         print(ui.report(res), file=sys.stderr)
         search = res["search_median_worst_s"]
         row = Row("ui", rows, search, rows / search, limit_s=ui.TARGET_SEARCH_S, detail=res)

@@ -48,13 +48,26 @@ import psutil  # noqa: E402
 
 from bench.ui_data import write_dataset  # noqa: E402
 
-PHRASES = (
-    "refund",  # in about 40 % of the calls
-    "charged twice",
-    "cancel my subscription",
-    "the washing machine arrived damaged",
-    "zebra crossing",  # in none
-)
+# A new phrase of each kind per round: a search's ranked hits are cached (the next page and a repeat
+# are cheap), so every round's first page is a cold scan of every current transcript.
+PHRASES = {
+    "a common word": ("refund", "invoice", "password", "appointment", "address"),
+    "a common phrase": (
+        "charged twice",
+        "cancel my subscription",
+        "speed up the delivery",
+        "call back",
+        "the box was completely crushed",
+    ),  # fmt: skip
+    "a rarer phrase": (
+        "the washing machine arrived damaged",
+        "refund for the kettle",
+        "replacement tablet free",
+        "the printer is out of stock",
+        "headset because it stopped",
+    ),  # fmt: skip
+    "an absent phrase": ("zebra crossing", "quantum physics", "mortgage application", "volcano", "xylophone"),
+}
 TARGET_SEARCH_S = 1.0
 TARGET_DAYS_S = 1.0
 TARGET_PAGE_BYTES = 300 * 1024
@@ -208,18 +221,18 @@ def run(work: Path, rows: int = 1_000_000, repeat: int = 5) -> dict[str, Any]:
         out["page_bytes_total"] = sum(out["page_bytes"].values())
 
         timings: dict[str, list[float]] = {}
-        totals: dict[str, int] = {}
+        totals: dict[str, list[int]] = {}
         days = json.loads(server.get("/linkai/api/days?limit=60")[1])["days"]
         worst_day = max(days, key=lambda d: d["failed"])["dt"]
         run_id = f"scheduled__{days[0]['dt']}T00:00:00+00:00"
-        for _ in range(repeat):  # every query once per round: rounds see the same machine load
-            for phrase in PHRASES:
-                q = urllib.parse.quote(phrase)
+        for r in range(repeat):  # every kind of query once per round: rounds see the same machine load
+            for kind, phrases in PHRASES.items():
+                q = urllib.parse.quote(phrases[r % len(phrases)])
                 seconds, body, _ = server.get(f"/linkai/api/search?q={q}&limit=20")
-                timings.setdefault(f"search {phrase!r}", []).append(seconds)
-                totals[phrase] = json.loads(body)["total"]
+                timings.setdefault(f"search, {kind}", []).append(seconds)
+                totals.setdefault(f"search, {kind}", []).append(json.loads(body)["total"])
                 seconds, _, _ = server.get(f"/linkai/api/search?q={q}&limit=20&offset=20")
-                timings.setdefault(f"search {phrase!r} page 2", []).append(seconds)
+                timings.setdefault("search, next page (cached hits)", []).append(seconds)
             timings.setdefault("days (60)", []).append(server.get("/linkai/api/days?limit=60")[0])
             timings.setdefault("a day's failures", []).append(server.get(f"/linkai/api/days/{worst_day}/failures")[0])
             path = f"/linkai/api/runs/linkai_nightly_transcription/{urllib.parse.quote(run_id)}?limit=50"
@@ -251,9 +264,9 @@ def run(work: Path, rows: int = 1_000_000, repeat: int = 5) -> dict[str, Any]:
     finally:
         server.stop()
 
-    searches = [v["median"] for k, v in out["timings"].items() if k.startswith("search")]
-    out["search_median_worst_s"] = max(searches)
-    out["search_max_s"] = max(v["max"] for k, v in out["timings"].items() if k.startswith("search"))
+    cold = {k: v for k, v in out["timings"].items() if k.startswith("search") and "cached" not in k}
+    out["search_median_worst_s"] = max(v["median"] for v in cold.values())
+    out["search_max_s"] = max(v["max"] for v in cold.values())
     out["days_median_s"] = out["timings"]["days (60)"]["median"]
     out["met"] = {
         "search": out["search_median_worst_s"] <= TARGET_SEARCH_S,
@@ -281,8 +294,8 @@ def report(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, s in res["timings"].items():
-        phrase = name.removeprefix("search ").removesuffix(" page 2").strip("'")
-        total = res["search_totals"].get(phrase, "")
+        found = res["search_totals"].get(name)
+        total = f"{min(found):,} to {max(found):,}" if found else ""
         lines.append(f"| {name} | {s['min']:.3f} | {s['median']:.3f} | {s['max']:.3f} | {total} |")
     lines.append("")
     lines.append(f"targets met: {res['met']}")
@@ -292,7 +305,7 @@ def report(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--repeat", type=int, default=5, help="rounds of every query (default 5)")
+    p.add_argument("--repeat", type=int, default=5, choices=range(1, 6), help="rounds of every query (1-5, default 5)")
     p.add_argument("--work", default=None, help="folder for the dataset (kept, and reused when it exists)")
     args = p.parse_args(argv)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="linkai-bench-ui-"))
