@@ -64,11 +64,14 @@ CONFIG = {
                 "default": "",
             },
             "ui_memory_limit": {
-                "description": "DuckDB's memory limit for the Transcripts page's cache, e.g. 512MB or 2GB.",
+                "description": (
+                    "DuckDB's memory limit for the Transcripts page's cache, e.g. 512MB or 2GB; what does "
+                    "not fit is read from the cache file (the OS page cache keeps it warm)."
+                ),
                 "version_added": "0.3.0",
                 "type": "string",
-                "example": "512MB",
-                "default": "1GB",
+                "example": "2GB",
+                "default": "512MB",
             },
         },
     }

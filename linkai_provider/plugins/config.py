@@ -14,7 +14,7 @@ from pathlib import Path
 
 SECTION = "linkai"
 DEFAULT_REFRESH_SECONDS = 30.0
-DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 @dataclass(frozen=True)
