@@ -87,7 +87,14 @@ def call(rng: random.Random, words: int) -> list[str]:
 
 
 def row(
-    rng: random.Random, uri: str, when: dt.datetime, run_id: str, *, channels: bool, fail_rate: float = 0.02
+    rng: random.Random,
+    uri: str,
+    when: dt.datetime,
+    run_id: str,
+    *,
+    channels: bool,
+    fail_rate: float = 0.02,
+    words: tuple[int, int] = (40, 160),
 ) -> dict:
     """An ``ok`` or ``failed`` row as the operator writes it."""
     base = {
@@ -110,7 +117,7 @@ def row(
         return {**base, "status": "failed", "error_type": error_type, "error_code": code, "error_message": message}
     segments: list[dict] = []
     start = 0.0
-    for text in call(rng, rng.randrange(40, 160)):  # pieces of up to a minute, as a split recording's
+    for text in call(rng, rng.randrange(*words)):  # pieces of up to a minute, as a split recording's
         seconds = len(text.split()) * 0.42  # ~140 words a minute
         if segments and seconds + segments[-1]["end_s"] - segments[-1]["start_s"] <= 60:
             segments[-1]["text"] += " " + text
@@ -132,11 +139,18 @@ def row(
 
 
 def write_dataset(
-    root: Path, rows: int, days: int = 60, parts_per_day: int = 4, seed: int = 7, last_day: dt.date | None = None
+    root: Path,
+    rows: int,
+    days: int = 60,
+    parts_per_day: int = 4,
+    seed: int = 7,
+    last_day: dt.date | None = None,
+    words: tuple[int, int] = (40, 160),
 ) -> Path:
     """About ``rows`` rows over ``days`` days ending ``last_day`` (default yesterday), ``parts_per_day``
-    parts each, fewer on weekends; the first half of the days in schema v2 (no ``channel``, no
-    ``warnings``), the rest v3 with a third of the calls transcribed per channel."""
+    parts each, fewer on weekends; calls of ``words`` words (140 a minute); the first half of the days
+    in schema v2 (no ``channel``, no ``warnings``), the rest v3 with a third of the calls transcribed
+    per channel."""
     rng = random.Random(seed)
     v2_segment = pa.struct([(f.name, f.type) for f in SCHEMA.field("segments").type.value_type if f.name != "channel"])
     v2 = pa.schema([SCHEMA.field(n) for n in SCHEMA.names if n not in ("segments", "warnings")]).append(
@@ -163,6 +177,7 @@ def write_dataset(
                     f"scheduled__{day}T00:00:00+00:00",
                     channels=not old and i % 3 == 0,
                     fail_rate=fail_rate,
+                    words=words,
                 )
                 for i in range(min(per_part, count - p * per_part))
             ]

@@ -76,7 +76,7 @@ class ApiServer:
     def wait_stopped(self) -> None:
         if self.process.poll() is None:
             try:
-                self.process.wait(timeout=3)
+                self.process.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
@@ -119,7 +119,8 @@ def world(tmp_path_factory, auth_env, linkai_server, moto_endpoint):
 
 def _make_world(work, transcripts, local, s3, linkai_server, moto_endpoint):
     today = dt.datetime.now(dt.timezone.utc).date()
-    write_dataset(transcripts, rows=1500, days=21, parts_per_day=1, last_day=today - dt.timedelta(days=1))
+    write_dataset(transcripts, rows=1500, days=21, parts_per_day=1, last_day=today - dt.timedelta(days=1),
+                  words=(60, 700))  # calls of up to five minutes, sent in pieces of a minute  # fmt: skip
 
     # today's run: a recording long enough to be sent as three pieces, a short spoken one, a file the
     # API refuses (not audio), one over max_file_size_bytes
@@ -270,7 +271,7 @@ def test_search_a_phrase_and_see_the_file_and_the_minute(page, world):
 
     # a phrase from the weeks of calls, with per-channel calls among them
     page.get(world.local.url + "/plugin/transcripts/linkai/?view=search&q=" + urllib.parse.quote("refund for the"))
-    body = in_page(page, "files whose current transcript says", "0:00–")
+    body = in_page(page, "files whose current transcript says", "1:")  # said after the first minute
     assert "channel 1" in body or "channel 0" in body
     shot(page, "2-search")
 
