@@ -253,7 +253,7 @@
         root.append(svg("rect", { class: "bar-failed", x, width: bw, y: y(d.ok) - h0, height: h0, rx: 1.5 }));
       }
       if (hrs) root.append(svg("rect", { class: "bar-hours", x, width: bw, y: yh(hrs), height: yh(0) - yh(hrs), rx: 1.5 }));
-      hit.addEventListener("click", () => selectDay(d.dt));
+      hit.addEventListener("click", () => selectDay(d.dt).catch(notice));
       hit.addEventListener("mouseenter", () => tip(d, cx, y(d.files), W, H));
       hit.addEventListener("mouseleave", untip);
     });
@@ -278,7 +278,11 @@
     const body = $("days-table").querySelector("tbody");
     body.replaceChildren(...dayState.days.map((d) => {
       const hrs = hours(d.audio_seconds_billed);
-      return h("tr", { class: d.dt === dayState.selected ? "selected" : null, onclick: () => selectDay(d.dt), "data-dt": d.dt },
+      const pick = () => selectDay(d.dt).catch(notice);
+      return h("tr", {
+        class: d.dt === dayState.selected ? "selected" : null, "data-dt": d.dt, tabindex: "0",
+        onclick: pick, onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); pick(); } },
+      },
         h("td", {}, d.dt), h("td", { class: "num" }, nf.format(d.files)), h("td", { class: "num" }, nf.format(d.ok)),
         h("td", { class: "num failed-count" + (d.failed ? " some" : "") }, nf.format(d.failed)),
         h("td", { class: "num" }, hrs.toFixed(2)), h("td", { class: "num" }, money(hrs * price())));
