@@ -206,6 +206,5 @@ def main() -> None:
         )
     )
 
-
 if __name__ == "__main__":
     main()
