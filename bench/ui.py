@@ -216,7 +216,7 @@ def run(work: Path, rows: int = 1_000_000, repeat: int = 5) -> dict[str, Any]:
         seconds, body, _ = server.get("/linkai/api/status")
         out["first_request_s"] = seconds  # builds the cache from every part
         out["first_refresh"] = json.loads(body)["last_refresh"]
-        out["cache_bytes"] = sum(p.stat().st_size for p in cache.glob("*"))
+        out["cache_bytes"] = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
         out["page_bytes"] = page_weight(server)
         out["page_bytes_total"] = sum(out["page_bytes"].values())
 

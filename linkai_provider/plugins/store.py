@@ -117,14 +117,17 @@ class TranscriptStore:
             raise DatasetUnavailable(
                 "DuckDB is not installed on the api-server: pip install 'airflow-provider-linkai[analytics]'"
             ) from exc
-        folder = self.config.cache_dir
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"transcripts-{self.config.cache_key}.duckdb"
+        # A folder of our own, readable by the api-server's user only: the file, its write-ahead log and
+        # DuckDB's spill files all hold transcripts.
+        folder = self.config.cache_dir / f"transcripts-{self.config.cache_key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        path = folder / "cache.duckdb"
         try:
             db = self._connect(duckdb, path)
         except duckdb.IOException:
             # Another api-server worker on this host holds the file: keep a private cache instead.
-            path = folder / f"transcripts-{self.config.cache_key}-{os.getpid()}.duckdb"
+            path = folder / f"cache-{os.getpid()}.duckdb"
             _remove(path)
             db = self._connect(duckdb, path)
             atexit.register(_remove, path)
@@ -144,7 +147,7 @@ class TranscriptStore:
         )
         db.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor: timestamps in and out are UTC
         if fresh:
-            os.chmod(path, 0o600)  # transcripts: readable by the api-server's user only
+            os.chmod(path, 0o600)
         found = _meta(db, "cache_format"), _meta(db, "dataset")
         if found != (CACHE_FORMAT, self.url) and found != (None, None):
             log.info("Transcripts page: rebuilding the cache (format or dataset changed)")
