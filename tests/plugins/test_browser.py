@@ -320,6 +320,7 @@ def test_the_extra_link_opens_the_runs_transcripts(page, world):
         60,
     )[0]
     assert link.get_attribute("target") == "_self"  # stays in Airflow's UI
+    wait_for("the task instance's details", lambda: "No Status" not in text(page) and "-1" in text(page), 30)
     shot(page, "4-task-extra-link")
     link.click()
     body = in_page(page, run_id, "broken-call.wav", "huge-call.wav", "long-call.ogg", "short-call.wav")
