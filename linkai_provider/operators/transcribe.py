@@ -19,6 +19,7 @@ from linkai_provider.lineage import openlineage_name as openlineage_name  # re-e
 from linkai_provider.lineage import transcript_asset as transcript_asset  # re-exported
 from linkai_provider.pipeline import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES
 from linkai_provider.planning import Budget
+from linkai_provider.plugins.links import TranscriptsLink
 from linkai_provider.sharding import ShardArgs, may_be_template
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class TranscribeAudioOperator(BaseOperator):
     template_fields_renderers = {"source": "py", "extra_fields": "json"}
     ui_color = "#d6eaf8"
     ui_fgcolor = "#1b2631"
+    # "Transcripts" on the task instance: the Transcripts page on this run's files (docs/ui.md)
+    operator_extra_links = (TranscriptsLink(),)
 
     def __init__(
         self,

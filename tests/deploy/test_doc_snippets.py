@@ -51,6 +51,7 @@ COVERED = {
     # pool, trigger and events run as written by the real stack in tests/stack
     "production.sh": "tests/deploy/test_production.py and tests/stack",
     "duckdb_segments.sql": "tests/operators/test_long_recordings.py (runs the docs' segments query as written)",
+    "ui.sh": "tests/plugins/test_browser.py (the API section against a real api-server, settings, extras)",
 }
 
 
