@@ -9,6 +9,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from linkai_provider import settings
+from linkai_provider.analytics import SUMMARY_SQL
 from linkai_provider.operators.transcribe import transcript_asset
 
 # [linkai] transcripts_url (AIRFLOW__LINKAI__TRANSCRIPTS_URL), read at parse time: the Asset's URI.
@@ -49,6 +50,12 @@ Configuration: `[linkai] transcripts_url` (as the transcribing DAGs), `LINKAI_SU
 (default: `transcript_summary` beside the dataset), and the storage connection from the param or
 Variable `linkai_destination_conn_id`. Query the result directly, e.g.
 `duckdb -c "SELECT * FROM read_parquet('{SUMMARY_URL}/*/*.parquet')"`.
+
+The query (`linkai_provider.analytics.SUMMARY_SQL`), over the rows read as `transcript_rows`:
+
+```sql
+{SUMMARY_SQL.strip()}
+```
 """
 
 

@@ -42,8 +42,8 @@ COLUMNS = ("source_uri", "status", "text", "error_type", "audio_duration_s", "so
 _DT = re.compile(r"/dt=([^/]+)/")
 
 # One row per file: its latest attempt wins ("current transcript per file"); the file counts for the
-# day (dt partition) of that row. Days whose files all moved on still get a row, with zeros. Sums of
-# seconds are exact (integer microseconds): the same rows give the same figures in any order.
+# day (dt partition) of that row. Days whose files all moved on still get a row, with zeros. Seconds are
+# summed exactly (integer microseconds: the same rows give the same figures in any order), shown in ms.
 SUMMARY_SQL = """
 WITH rows AS (
     SELECT *, coalesce(nullif(regexp_extract(filename, '/dt=([^/]+)/', 1), ''), 'none') AS dt
@@ -61,7 +61,7 @@ per_day AS (
         count(*) FILTER (WHERE status <> 'ok') AS failed,
         sum(CASE WHEN status = 'ok' AND trim(coalesce(text, '')) <> ''
                  THEN len(regexp_split_to_array(trim(text), '\\s+')) ELSE 0 END) AS words,
-        sum(round(audio_duration_s * 1e6)::HUGEINT) / 1e6 AS audio_seconds,
+        sum(round(audio_duration_s * 1e6)::HUGEINT) AS audio_us,
         count(audio_duration_s) AS files_with_duration,
         sum(source_size_bytes) AS bytes
     FROM current GROUP BY dt
@@ -77,7 +77,7 @@ attempts AS (
     SELECT dt, count(*) AS attempt_rows, min(transcribed_at) AS first_transcribed_at,
            max(transcribed_at) AS last_transcribed_at,
            -- what the API billed: every ok row's audio, re-transcriptions included
-           sum(round(audio_duration_s * 1e6)::HUGEINT) FILTER (WHERE status = 'ok') / 1e6 AS audio_seconds_billed
+           sum(round(audio_duration_s * 1e6)::HUGEINT) FILTER (WHERE status = 'ok') AS billed_us
     FROM rows WHERE status IS NOT NULL GROUP BY dt
 )
 SELECT
@@ -87,10 +87,11 @@ SELECT
     coalesce(d.failed, 0)::BIGINT AS failed,
     coalesce(r.failure_reasons, []) AS failure_reasons,
     coalesce(d.words, 0)::BIGINT AS words,
-    d.audio_seconds::DOUBLE AS audio_seconds,
+    -- milliseconds (a float sum printed as 5806.494124999999), from an exact sum of microseconds
+    round(d.audio_us / 1e6, 3)::DOUBLE AS audio_seconds,
     coalesce(d.files_with_duration, 0)::BIGINT AS files_with_duration,
     coalesce(d.bytes, 0)::BIGINT AS bytes,
-    coalesce(a.audio_seconds_billed, 0)::DOUBLE AS audio_seconds_billed,
+    round(coalesce(a.billed_us, 0) / 1e6, 3)::DOUBLE AS audio_seconds_billed,
     a.attempt_rows::BIGINT AS attempt_rows,
     a.first_transcribed_at,
     a.last_transcribed_at,
@@ -98,7 +99,6 @@ SELECT
 FROM attempts a
 LEFT JOIN per_day d USING (dt)
 LEFT JOIN reasons r USING (dt)
-WHERE a.dt IN (SELECT dt FROM wanted_days) OR NOT EXISTS (SELECT 1 FROM wanted_days)
 ORDER BY a.dt
 """
 
@@ -207,9 +207,12 @@ def summarize(fs: AbstractFileSystem, plan: Recompute, con: Any = None) -> pa.Ta
     con.register("transcript_stream", reader)
     con.execute("CREATE OR REPLACE TEMP TABLE transcript_rows AS SELECT * FROM transcript_stream")
     con.unregister("transcript_stream")
-    con.register("wanted_days", pa.table({"dt": pa.array(plan.days, pa.string())}))
     result = con.sql(SUMMARY_SQL).arrow()  # a Table before DuckDB 1.4, a RecordBatchReader since
-    return result.read_all() if hasattr(result, "read_all") else result
+    table = result.read_all() if hasattr(result, "read_all") else result
+    if plan.full:
+        return table
+    # Days other than plan.days appear only through the keys read from other parts: partial, dropped.
+    return table.filter(pc.is_in(table["dt"], value_set=pa.array(plan.days, pa.string())))
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Any
 from linkai_provider.dataset import _atomic_write
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
-from linkai_provider.io.storage import resolve
+from linkai_provider.io.storage import preflight, resolve
 from linkai_provider.journal import CompactionResult, Journal, PieceRecord, WriterIdentity, answered_pieces
 from linkai_provider.piece_store import PieceStore, prune_pieces
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
@@ -42,6 +42,8 @@ class BatchOptions:
     budget: Budget = Budget()
     progress_interval: float = 10.0
     adaptive: bool = True  # False: a fixed level of max_concurrency (benchmarks compare the two)
+    # where slow start begins (None: min(max_concurrency, 16)); shards start at 1 (linkai_provider.sharding)
+    initial_concurrency: int | None = None
     # How long a failing destination write is retried (sending held meanwhile) before the batch stops.
     destination_retry_seconds: float = 30.0
 
@@ -90,6 +92,7 @@ class Batch:
         incremental_scope: str | None = None,
         logger: Any = log,
         on_progress: Callable[[BatchResult, TranscriptionPipeline], None] | None = None,
+        lister: Callable[[], Listing] | None = None,
     ) -> None:
         self.hook, self.source, self.destination, self.identity = hook, source, destination, identity
         self.row_context, self.options = dict(row_context), options
@@ -98,6 +101,8 @@ class Batch:
         self.pipeline: TranscriptionPipeline | None = None
         self.stopped = False
         self.index: KeyIndex | None = None  # the incremental check's view of the scope
+        # one shard's slice instead of the whole source (linkai_provider.sharding.shard_lister)
+        self.lister = lister
 
     def stop(self) -> None:
         self.stopped = True
@@ -106,7 +111,9 @@ class Batch:
 
     def run(self) -> BatchOutcome:
         opts = self.options
-        listing = list_audio(self.source, self.source_conn_id)
+        # every storage URL against its connection (provider installed, the right store) before any request
+        preflight(self._storage_urls())
+        listing = self.lister() if self.lister is not None else list_audio(self.source, self.source_conn_id)
         fs, root = resolve(self.destination, self.destination_conn_id)
         destination = fs.unstrip_protocol(root)
         if opts.dry_run:
@@ -132,6 +139,7 @@ class Batch:
             progress_interval=opts.progress_interval,
             hold=(journal.healthy, journal.room),
             adaptive=opts.adaptive,
+            initial_concurrency=opts.initial_concurrency,
             logger=self.log,
             on_progress=self._progress_callback(),
             answered=self._answered(plan),
@@ -157,6 +165,13 @@ class Batch:
                 opts.budget.max_audio_seconds,
             )
         return BatchOutcome(summary, plan, result)
+
+    def _storage_urls(self) -> list[tuple[str, str | None]]:
+        sources = [self.source] if isinstance(self.source, str) else list(self.source)
+        urls = [(str(s), self.source_conn_id) for s in sources] + [(self.destination, self.destination_conn_id)]
+        if self.incremental_scope:
+            urls.append((self.incremental_scope, self.destination_conn_id))
+        return urls
 
     def _progress_callback(self) -> Callable[[BatchResult], None] | None:
         report = self.on_progress

@@ -11,6 +11,7 @@ from an Airflow connection with ``--conn-id``. Storage credentials come from fss
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from linkai_provider.pipeline import (
     TranscriptionPipeline,
 )
 from linkai_provider.planning import Budget
+from linkai_provider.sharding import ShardArgs
 
 log = logging.getLogger("linkai_provider.cli")
 
@@ -65,12 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="sent as the 'language' form field")
     p.add_argument("--field", action="append", default=[], metavar="K=V", help="extra form field, repeatable")
     p.add_argument("--no-incremental", action="store_true", help="transcribe files that already have an ok row")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="send only slice I of N (0-based): by a stable hash of each file's URL, or the manifest's slice I",
+    )
+    p.add_argument("--manifest", help="read this shard's files from a manifest (linkai_provider.sharding)")
     p.add_argument("--checkpoint-rows", type=int, help=argparse.SUPPRESS)  # deprecated, ignored
     p.add_argument("--checkpoint-seconds", type=float, help=argparse.SUPPRESS)  # deprecated, ignored
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
     p.add_argument("--max-retries", type=int, help="retries of transient errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the JSON summary on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only (stdout: the summary)"
+    )
     return p
 
 
@@ -112,11 +122,24 @@ class _Bar:
             self.bar.close()
 
 
+def _shard(args: argparse.Namespace) -> ShardArgs:
+    """``--shard I/N`` (N optional with ``--manifest``: ``I`` or ``I/``) and ``--manifest``, checked."""
+    index: str | None = None
+    count: str | None = None
+    if args.shard is not None:
+        index, _, count = args.shard.partition("/")
+    try:
+        return ShardArgs.parse(index, count or None, args.manifest)
+    except ValueError as exc:
+        raise ValueError(f"--shard/--manifest: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     hook = _hook(args)
     fields = dict(kv.split("=", 1) for kv in args.field)
     if args.language:
         fields["language"] = args.language
+    shard = _shard(args)
     options = BatchOptions(
         max_concurrency=args.max_concurrency,
         max_file_size_bytes=args.max_file_size_bytes,
@@ -128,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         incremental=not args.no_incremental,
         dry_run=args.dry_run,
         budget=Budget(max_files=args.max_files, max_audio_seconds=args.max_audio_seconds),
+        initial_concurrency=shard.initial_concurrency,
     )
     bar = _Bar(enabled=not (args.no_progress or args.quiet))
     batch = Batch(
@@ -147,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         options=options,
         on_progress=bar,
+        lister=shard.lister(args.source, args.source_conn_id, args.destination_conn_id),
     )
     stopped_by: list[str] = []
 
@@ -164,6 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bar.close()
         hook.close()
     summary = outcome.summary
+    if outcome.listing.shard:
+        summary["shard"] = outcome.listing.shard
     if outcome.result is not None and outcome.result.fatal is not None:
         summary["fatal"] = str(outcome.result.fatal)
     if stopped_by:
@@ -171,17 +198,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _logs_to_stderr(level: int) -> None:
+    """Every log line to stderr, so stdout carries only the JSON summary (``-q | jq`` works).
+
+    Importing Airflow points both logging systems at stdout: the standard library's root handler,
+    and structlog, which the hook's ``self.log`` (Airflow's ``LoggingMixin``: the retry warnings)
+    writes through without the standard library. Both are sent to the root handler on stderr.
+    """
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.format_exc_info, structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # stdout carries only the JSON summary (importing Airflow points logging at stdout: take it back)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    _logs_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     try:
-        summary = run(args)
+        # Airflow's structlog loggers (e.g. the Amazon provider's, reading an `aws` connection) print to
+        # stdout whatever logging says: during the run stdout is stderr, so stdout is the summary alone
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run(args)
     except (FileNotFoundError, PermissionError, ValueError) as exc:
         print(f"linkai-transcribe: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ COVERED = {
     "bigquery.sql": "test_ddl_names_every_column_with_a_compatible_type",
     "bigquery_current.sql": "test_warehouse_queries_return_the_current_transcripts",
     "minimal_dag.py": "test_minimal_dag_*",
+    "sharded_by_hash.py": "test_sharded_by_hash_snippet_maps_over_every_shard",
     "connection_env.sh": "test_connection_env_examples_configure_the_hook",
     "test_connection.sh": "test_connection_test_snippet_against_linkai_server",
     "connection_cli.sh": "test_connection_cli_snippet_stores_a_usable_connection",
@@ -45,10 +46,12 @@ COVERED = {
     "transcribe_cli.sh": "test_transcribe_cli_snippet",
     "compose.sh": "test_compose_commands_name_real_services_dags_and_settings",
     "quickstart.sh": "test_quickstart_commands_are_the_ones_ci_runs",
-    "install.sh": "test_install_commands_match_the_package_and_dockerfile",
-    # constraints here; pool, trigger and events run against the real stack in tests/stack
-    "production.sh": "test_production_snippet_*",
+    "install.sh": "tests/deploy/test_production.py (install lines, the wheel, audio everywhere)",
+    # wheel, air-gapped and constraints in tests/deploy/test_production.py; env, migrate, components, workers,
+    # pool, trigger and events run as written by the real stack in tests/stack
+    "production.sh": "tests/deploy/test_production.py and tests/stack",
     "duckdb_segments.sql": "tests/operators/test_long_recordings.py (runs the docs' segments query as written)",
+    "ui.sh": "tests/plugins/test_browser.py (the API section against a real api-server, settings, extras)",
 }
 
 
@@ -293,6 +296,17 @@ def snippet_dags():
     bag = DagBag(dag_folder=str(SNIPPETS / "minimal_dag.py"), known_pools={"default_pool"})
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("transcribe_calls"), bag.get_dag("report_on_transcripts")
+
+
+def test_sharded_by_hash_snippet_maps_over_every_shard(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(SNIPPETS / "sharded_by_hash.py"), known_pools={"default_pool"})
+    assert not bag.import_errors, bag.import_errors
+    task = bag.get_dag("transcribe_backlog_by_hash").get_task("transcribe")
+    assert task.partial_kwargs["shard_count"] == 16
+    assert task.expand_input.value["shard_index"] == list(range(16))
+    assert task.partial_kwargs["incremental_scope"] == "s3://my-bucket/transcripts"
 
 
 def test_minimal_dag_parses_and_wires_the_asset(airflow_home):
@@ -548,53 +562,3 @@ def test_quickstart_commands_are_the_ones_ci_runs():
     for _, script in commands:
         assert (REPO / script).exists(), script
         assert script in ci, f".ci/run no longer runs {script}"
-
-
-def test_install_commands_match_the_package_and_dockerfile():
-    import importlib.metadata
-
-    from tests.deploy import compose
-
-    extras = set(importlib.metadata.metadata("airflow-provider-linkai").get_all("Provides-Extra"))
-    args, stages, _ = compose.dockerfile_stages()
-    for words in shell_commands((SNIPPETS / "install.sh").read_text()):
-        if words[:2] == ["pip", "install"]:
-            for requirement in words[2:]:
-                name, _, rest = requirement.partition("[")
-                if rest:
-                    assert name == "airflow-provider-linkai" and set(rest.rstrip("]").split(",")) <= extras
-                else:
-                    assert requirement == f"apache-airflow=={args['AIRFLOW_VERSION']}"
-        else:
-            assert words[:4] == ["docker", "build", "--target", "airflow"]
-            assert "airflow" in {name for _, name in stages}
-
-
-def test_production_snippet_installs_with_the_tested_airflows_constraints():
-    import importlib.metadata
-
-    from packaging.version import Version
-
-    text = (SNIPPETS / "production.sh").read_text()
-    section = text.split("[start:constraints]")[1].split("# --8<-- [end:constraints]")[0]
-    assert f"\nAIRFLOW_VERSION={importlib.metadata.version('apache-airflow')}\n" in section
-    url = "https://raw.githubusercontent.com/apache/airflow/constraints-${AIRFLOW_VERSION}/constraints-${PYTHON_VERSION}.txt"
-    assert f'CONSTRAINTS="{url}"' in section
-    extras = set(importlib.metadata.metadata("airflow-provider-linkai").get_all("Provides-Extra"))
-    installs = [words for words in shell_commands(section) if words[:2] == ["pip", "install"]]
-    assert len(installs) == 2
-    for words in installs:
-        assert words[-2:] == ["--constraint", "${CONSTRAINTS}"]
-        assert (
-            "apache-airflow==${AIRFLOW_VERSION}" in words
-            or "apache-airflow[celery,postgres,redis]==${AIRFLOW_VERSION}" in words
-        )
-        for requirement in words[2:-2]:
-            name, _, rest = requirement.partition("[")
-            if name == "airflow-provider-linkai":
-                assert set(rest.rstrip("]").split(",")) <= extras
-    # the stack test runs on what the test extra pins, the versions the constraints hold Celery to
-    assert Version(importlib.metadata.version("celery")) < Version("5.7")
-    stack_test = (REPO / "tests" / "stack" / "test_stack.py").read_text()
-    for name in ("pool", "trigger", "events"):
-        assert f'snippet(stack, "{name}"' in stack_test, name
