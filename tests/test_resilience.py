@@ -65,6 +65,7 @@ KILL_CONCURRENCY = 8
 JOURNAL_WRITE_ROWS = 8
 
 
+@pytest.mark.serial  # measures a timing bound (the journal write in progress): run alone
 @pytest.mark.parametrize("store", ["local", "s3"])
 def test_sigkill_wastes_only_what_was_in_flight(store, tmp_path, linkai_server_factory, request):
     """Seeded SIGKILLs of a running batch, each followed by a new run over the same destination: every

@@ -10,9 +10,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.test_spend_control import make_wavs
 
 
+@pytest.mark.serial  # measures timing-bound figures: run alone, after the parallel part
 def test_four_shard_processes_fit_a_limit_of_three(tmp_path, linkai_server_factory):
     server = linkai_server_factory(max_in_flight=3, latency_ms=100, retry_after=1)
     make_wavs(tmp_path / "in", 200)

@@ -67,6 +67,7 @@ def rows(dest: Path) -> list[dict]:
 # -- adaptive concurrency ----------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # measures timing-bound figures: run alone, after the parallel part
 def test_unknown_in_flight_limit_gives_a_clean_batch(tmp_path, capsys, linkai_server_factory):
     """The issue's scenario, shortened in time: 240 files, ceiling 32, a plan that admits 6 at once."""
     server = linkai_server_factory(max_in_flight=6, latency_ms=150, retry_after=1)
@@ -86,6 +87,7 @@ def test_unknown_in_flight_limit_gives_a_clean_batch(tmp_path, capsys, linkai_se
     assert len({r["source_uri"] for r in rows(tmp_path / "out")}) == 240
 
 
+@pytest.mark.serial  # measures timing-bound figures: run alone, after the parallel part
 def test_a_limit_that_tightens_then_loosens_is_followed(tmp_path, capsys, linkai_server_factory):
     server = linkai_server_factory(max_in_flight=8, latency_ms=100, retry_after=1)
     make_wavs(tmp_path / "in", 360)
@@ -124,6 +126,7 @@ def test_a_limit_that_tightens_then_loosens_is_followed(tmp_path, capsys, linkai
     assert stats["rejected_in_flight"] / stats["requests_total"] <= 0.15, stats
 
 
+@pytest.mark.serial  # measures timing-bound figures: run alone, after the parallel part
 def test_without_a_limit_the_ceiling_is_reached_and_nothing_is_rate_limited(tmp_path, capsys, linkai_server_factory):
     server = linkai_server_factory(latency_ms=100)
     make_wavs(tmp_path / "in", 200)

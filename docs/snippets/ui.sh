@@ -1,6 +1,7 @@
 # --8<-- [start:install]
-# on the api-server (and wherever else the provider runs): DuckDB for the page, s3fs/gcsfs for its dataset
-pip install "airflow-provider-linkai[analytics,s3,gcs]"
+# the same install on the api-server as on the workers (the wheel built from a checkout, see Installation):
+# analytics brings DuckDB for the page, s3/gcs the dataset's storage
+pip install --find-links dist "airflow-provider-linkai[s3,gcs,analytics,audio]"
 # --8<-- [end:install]
 
 # --8<-- [start:config]
