@@ -54,6 +54,8 @@ SCENARIOS = (
     "listing",
     "sharded",
     "ui",
+    "history",  # issue 16, bench/history.py: not by default (builds a year of history once)
+    "analytics",  # issue 16, bench/analytics.py: likewise
 )
 DEFAULT_SCENARIOS = (
     "latency",
@@ -1036,6 +1038,38 @@ class Bench:
         row.met = all(res["met"].values())
         return row
 
+    # -- issue 16: costs that stay flat as history grows (bench/history.py, bench/analytics.py) -----------
+    def history(self) -> Row:
+        """The incremental check of a 10,000-file run against a year (3.65 M rows) and an empty dataset."""
+        from bench import history
+
+        res = history.run(Path(self.args.history_cache), repeat=self.args.repeat)
+        local, s3 = res["local"], res["s3"]
+        row = Row("history", history.LISTED, local["index"]["seconds"]["median"], 0.0, detail=res)
+        row.figure = (
+            f"local +{local['index']['adds_seconds']:.2f} s +{local['index']['adds_mb']:.0f} MB; "
+            f"s3 +{s3['index']['adds_seconds']:.2f} s +{s3['index']['adds_mb']:.0f} MB (0.2.0: local "
+            f"+{local['legacy']['adds_seconds']:.1f} s +{local['legacy']['adds_mb']:.0f} MB)"
+        )
+        row.target = "planning adds <= 100 MB and <= 1.5 s on local disk"
+        row.met = local["index"]["adds_mb"] <= 100 and local["index"]["adds_seconds"] <= 1.5
+        return row
+
+    def analytics(self) -> Row:
+        """Bytes the analytics DAG reads after a nightly run over a year: incremental against full."""
+        from bench import analytics
+
+        res = analytics.run(Path(self.args.history_cache))
+        inc = res["incremental"]
+        row = Row("analytics", 1, inc["seconds"], 0.0, detail=res)
+        row.figure = (
+            f"incremental {inc['bytes_read'] / 1e6:.1f} MB = {inc['x_partitions_written']:.2f}x the partitions "
+            f"written; full {res['full']['bytes_read'] / 1e6:.0f} MB"
+        )
+        row.target = res["target"]
+        row.met = bool(res["met"])
+        return row
+
 
 # -- output ------------------------------------------------------------------------------------------
 def _f(value: float | None, fmt: str, suffix: str = "") -> str:
@@ -1112,6 +1146,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cpu-concurrency", type=int, default=16, help="max_concurrency of the cpu scenario")
     p.add_argument("--tmp", default=None, help="folder for the inputs (default: system temp)")
+    p.add_argument(
+        "--history-cache", default="/tmp/linkai-bench-history", help="history/analytics: where the year is kept"
+    )
     p.add_argument("--keep", action="store_true", help="keep the generated inputs")
     args = p.parse_args(argv)
     chosen = args.scenario or list(DEFAULT_SCENARIOS)

@@ -1,4 +1,4 @@
-"""Analytics: whenever the transcript dataset changes, summarise it per day with DuckDB into Parquet."""
+"""Analytics: whenever the transcript dataset changes, summarise the days that changed with DuckDB into Parquet."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import os
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from linkai_provider import settings
+from linkai_provider.analytics import SUMMARY_SQL
 from linkai_provider.operators.transcribe import transcript_asset
 
 # [linkai] transcripts_url (AIRFLOW__LINKAI__TRANSCRIPTS_URL), read at parse time: the Asset's URI.
 TRANSCRIPTS_URL = settings.transcripts_url(default="file:///tmp/linkai-demo/transcripts")
-# Beside the dataset, never inside it: the operator's incremental check reads every Parquet file
-# under the dataset root, and tools reading the dataset would mistake summaries for transcripts.
+# Beside the dataset, never inside it: the operator's incremental check takes every Parquet file under
+# the dataset root for transcripts, and so would tools reading the dataset.
 SUMMARY_URL = os.environ.get("LINKAI_SUMMARY_URL", TRANSCRIPTS_URL.rsplit("/", 1)[0] + "/transcript_summary").rstrip(
     "/"
 )
@@ -22,84 +23,39 @@ SUMMARY_URL = os.environ.get("LINKAI_SUMMARY_URL", TRANSCRIPTS_URL.rsplit("/", 1
 TRANSCRIPTS = transcript_asset(TRANSCRIPTS_URL)
 SUMMARY = Asset(SUMMARY_URL if "://" in SUMMARY_URL else "file://" + SUMMARY_URL)
 
-# One row per file: its latest attempt wins ("current transcript per file"); the file counts for the
-# day (dt partition) of that row. Days whose files all moved on still get a row, with zeros.
-SUMMARY_SQL = """
-WITH rows AS (
-    SELECT *, coalesce(nullif(regexp_extract(filename, '/dt=([^/]+)/', 1), ''), 'none') AS dt
-    FROM transcript_rows
-),
-current AS (
-    SELECT * FROM rows
-    QUALIFY row_number() OVER (PARTITION BY source_uri ORDER BY transcribed_at DESC, filename DESC) = 1
-),
-per_day AS (
-    SELECT
-        dt,
-        count(*) AS files,
-        count(*) FILTER (WHERE status = 'ok') AS ok,
-        count(*) FILTER (WHERE status <> 'ok') AS failed,
-        sum(CASE WHEN status = 'ok' AND trim(coalesce(text, '')) <> ''
-                 THEN len(regexp_split_to_array(trim(text), '\\s+')) ELSE 0 END) AS words,
-        sum(audio_duration_s) AS audio_seconds,
-        count(audio_duration_s) AS files_with_duration,
-        sum(source_size_bytes) AS bytes
-    FROM current GROUP BY dt
-),
-reasons AS (
-    SELECT dt, list({'error_type': error_type, 'files': n} ORDER BY n DESC, error_type) AS failure_reasons
-    FROM (
-        SELECT dt, coalesce(error_type, 'unknown') AS error_type, count(*) AS n
-        FROM current WHERE status <> 'ok' GROUP BY ALL
-    ) GROUP BY dt
-),
-attempts AS (
-    SELECT dt, count(*) AS attempt_rows, min(transcribed_at) AS first_transcribed_at,
-           max(transcribed_at) AS last_transcribed_at,
-           -- what the API billed: every ok row's audio, re-transcriptions included
-           sum(audio_duration_s) FILTER (WHERE status = 'ok') AS audio_seconds_billed
-    FROM rows GROUP BY dt
-)
-SELECT
-    a.dt,
-    coalesce(d.files, 0)::BIGINT AS files,
-    coalesce(d.ok, 0)::BIGINT AS ok,
-    coalesce(d.failed, 0)::BIGINT AS failed,
-    coalesce(r.failure_reasons, []) AS failure_reasons,
-    coalesce(d.words, 0)::BIGINT AS words,
-    -- milliseconds: a float sum prints as 5806.494124999999
-    round(d.audio_seconds, 3)::DOUBLE AS audio_seconds,
-    coalesce(d.files_with_duration, 0)::BIGINT AS files_with_duration,
-    coalesce(d.bytes, 0)::BIGINT AS bytes,
-    round(coalesce(a.audio_seconds_billed, 0), 3)::DOUBLE AS audio_seconds_billed,
-    a.attempt_rows::BIGINT AS attempt_rows,
-    a.first_transcribed_at,
-    a.last_transcribed_at,
-    now() AS generated_at
-FROM attempts a
-LEFT JOIN per_day d USING (dt)
-LEFT JOIN reasons r USING (dt)
-ORDER BY a.dt
-"""
-
 DOC_MD = f"""
 ### LinkAI transcript analytics
 
 Scheduled on the Asset `{TRANSCRIPTS.uri}`: it runs after every nightly or sharded run that wrote
-transcripts. It reads the whole dataset with DuckDB (remote stores through fsspec:
-`con.register_filesystem(fs)`), keeps the **current transcript per file** (the latest row per
-`source_uri` by `transcribed_at`, so a file that failed and later succeeded counts once, as ok) and
-writes one summary row per day to `{SUMMARY_URL}/dt=<day>/summary.parquet` (rewritten each run):
+transcripts. It keeps the **current transcript per file** (the latest row per `source_uri` by
+`transcribed_at`, so a file that failed and later succeeded counts once, as ok) and writes one summary
+row per day to `{SUMMARY_URL}/dt=<day>/summary.parquet` (rewritten each time the day changes):
 `files`, `ok`, `failed`, `failure_reasons` (list of error type and file count), `words`,
 `audio_seconds` (sum over files whose format has a readable duration; `files_with_duration` says how
 many), `audio_seconds_billed` (the audio of every `ok` row written that day, re-transcriptions
 included: what the API billed, so the cost per day is one query over the summary), `bytes`,
 `attempt_rows`, first/last `transcribed_at`. A file counts for the day of its current row.
 
-Configuration: env `LINKAI_TRANSCRIPTS_URL` (as the transcribing DAGs), `LINKAI_SUMMARY_URL`
+**Only what changed is recomputed.** The transcribing run's Asset event names the partitions it wrote
+(`extra["partitions"]`); the run recomputes those days and the days holding earlier rows of the files
+they hold (a file that failed on one day and was transcribed on a later one leaves the earlier day),
+reading only the columns the summary needs (pyarrow through fsspec: on object stores, each part's
+footer and those columns' byte ranges), and summarises them with DuckDB. Several events queued into
+one run are recomputed together. A run with no such event (triggered by hand, or by a producer that
+does not name partitions) recomputes every day, unless the param `partitions` names some (e.g.
+`["dt=2026-11-28"]`). The XCom says which: `mode` is `incremental` or `full`, `days_written` lists the
+days written.
+
+Configuration: `[linkai] transcripts_url` (as the transcribing DAGs), `LINKAI_SUMMARY_URL`
 (default: `transcript_summary` beside the dataset), and the storage connection from the param or
 Variable `linkai_destination_conn_id`. Query the result directly, e.g.
 `duckdb -c "SELECT * FROM read_parquet('{SUMMARY_URL}/*/*.parquet')"`.
+
+The query (`linkai_provider.analytics.SUMMARY_SQL`), over the rows read as `transcript_rows`:
+
+```sql
+{SUMMARY_SQL.strip()}
+```
 """
 
 
@@ -135,40 +91,47 @@ with DAG(
         "destination_conn_id": Param(
             None, type=["null", "string"], description="Storage connection of transcripts and summary; empty: Variable"
         ),
+        "partitions": Param(
+            None,
+            type=["null", "array"],
+            description='Without a triggering event: the partitions to recompute (e.g. ["dt=2026-11-28"]); '
+            "empty: every day",
+        ),
     },
 ) as dag:
 
     @task(outlets=[SUMMARY])
     def summarize(conn_id: str) -> dict[str, Any]:
-        import duckdb
         import pyarrow.compute as pc
 
-        from linkai_provider.dataset import part_files
+        from linkai_provider import analytics
         from linkai_provider.io.storage import is_local, resolve
 
+        context = get_current_context()
+        events = context["triggering_asset_events"].get(TRANSCRIPTS, [])
+        written = analytics.partitions_of_events(events) if events else (context["params"]["partitions"] or None)
         fs, root = resolve(TRANSCRIPTS_URL, conn_id or None)
-        files = part_files(fs, root)  # visible parts only: never a half-written or hidden temporary file
-        if not files:
-            print(f"No transcripts under {TRANSCRIPTS_URL} yet")
-            return {"days": 0, "files": 0, "ok": 0, "failed": 0, "words": 0}
-        con = duckdb.connect()
-        # No extension downloads: remote files go through the same fsspec filesystem the operator uses.
-        con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-        if not is_local(fs):
-            con.register_filesystem(fs)
-            files = [fs.unstrip_protocol(path) for path in files]
-        con.read_parquet(files, filename=True, hive_partitioning=False).create_view("transcript_rows")
-        result = con.sql(SUMMARY_SQL).arrow()  # a Table before DuckDB 1.4, a RecordBatchReader since
-        summary = result.read_all() if hasattr(result, "read_all") else result
-        print(f"Summary of {len(files)} part file(s) under {TRANSCRIPTS_URL}:")
-        print(con.sql("SELECT * EXCLUDE (generated_at, first_transcribed_at) FROM summary"))
+        plan = analytics.plan_recompute(fs, root, written)
+        mode = "full" if plan.full else "incremental"
+        print(f"{len(events)} triggering event(s), partitions written: {written}: {mode} recompute")
+        if not plan.full:
+            print(f"Days: {plan.days} ({len(plan.parts)} part(s); keys of {len(plan.others)} other part(s))")
+        summary = analytics.summarize(fs, plan)
+        if summary is None:
+            print(f"No transcripts under {TRANSCRIPTS_URL} for these days")
+            return {"mode": mode, "days": 0, "days_written": [], "partitions": written, "files": 0, "ok": 0,
+                    "failed": 0, "words": 0}  # fmt: skip
+        print(f"Summary of {len(plan.parts)} part file(s) under {TRANSCRIPTS_URL}:")
+        print(summary.drop_columns(["generated_at", "first_transcribed_at", "failure_reasons"]).to_pandas())
 
         out_fs, out_root = resolve(SUMMARY_URL, conn_id or None)
-        for day in summary.column("dt").to_pylist():
+        days = summary.column("dt").to_pylist()
+        for day in days:
             # Hive layout: the day is the folder name, not a column in the file
             rows = summary.filter(pc.equal(summary["dt"], day)).drop_columns(["dt"])
             _write_parquet(out_fs, f"{out_root}/dt={day}/summary.parquet", rows, atomic=is_local(out_fs))
         totals = {key: int(sum(summary.column(key).to_pylist())) for key in ("files", "ok", "failed", "words")}
-        return {"days": summary.num_rows, **totals, "summary_url": SUMMARY_URL}
+        return {"mode": mode, "days": len(days), "days_written": days, "partitions": written, **totals,
+                "summary_url": SUMMARY_URL}  # fmt: skip
 
     summarize(conn_id="{{ params.destination_conn_id or var.value.get('linkai_destination_conn_id', '') }}")

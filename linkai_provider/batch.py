@@ -1,7 +1,8 @@
 """One batch from start to end, shared by the operator and the CLI.
 
-list the source → read what is done (parts and journals) → plan within the budgets → open the journal
-(adopting rows of writers that died) → send through the pipeline → compact the journal into one part
+list the source → read what is done (parts and journals) → plan within the budgets → look up the pieces
+already answered for the files to send → open the journal (adopting rows of writers that died) → send
+through the pipeline (answered pieces are journaled as they arrive) → compact the journal into one part
 → summary. A dry run stops after planning: it reads, but sends and writes nothing.
 """
 
@@ -12,13 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from linkai_provider.dataset import completed_keys
+from linkai_provider.dataset import _atomic_write
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
 from linkai_provider.io.storage import preflight, resolve
-from linkai_provider.journal import CompactionResult, Journal, WriterIdentity
+from linkai_provider.journal import CompactionResult, Journal, PieceRecord, WriterIdentity, answered_pieces
+from linkai_provider.piece_store import PieceStore, prune_pieces
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
-from linkai_provider.planning import Budget, Plan, dry_run_report, plan_batch, summarize
+from linkai_provider.planning import Budget, KeyIndex, Plan, check_done, dry_run_report, plan_batch, summarize
 from linkai_provider.recording import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, FileSettings
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class Batch:
         self.incremental_scope, self.log, self.on_progress = incremental_scope, logger, on_progress
         self.pipeline: TranscriptionPipeline | None = None
         self.stopped = False
+        self.index: KeyIndex | None = None  # the incremental check's view of the scope
         # one shard's slice instead of the whole source (linkai_provider.sharding.shard_lister)
         self.lister = lister
 
@@ -126,7 +129,7 @@ class Batch:
             logger=self.log,
         )
         journal.check_writable()  # fail before spending a single credit
-        plan = plan_batch(listing, self._done(), opts.budget)
+        plan = plan_batch(listing, self._done(listing, build=True), opts.budget)
         self._log_plan(plan)
         pipeline = self.pipeline = TranscriptionPipeline(
             self.hook,
@@ -139,6 +142,8 @@ class Batch:
             initial_concurrency=opts.initial_concurrency,
             logger=self.log,
             on_progress=self._progress_callback(),
+            answered=self._answered(plan),
+            pieces_sink=journal.append_pieces,
         )
         journal.on_fatal = pipeline.stop  # rows that cannot be stored must not be paid for
         journal.backlog_limit = 2 * opts.max_concurrency
@@ -183,11 +188,45 @@ class Batch:
             self.log.error("Could not compact the journal into a part file: %s", exc)
             return None, exc
 
-    def _done(self) -> set[tuple[str, str]] | None:
+    def _done(self, listing: Listing, *, build: bool) -> set[tuple[str, str]] | None:
+        """The listed files already done under the scope (``None``: not incremental). ``build`` indexes
+        parts found without a key index (written by an older version): never in a dry run."""
         if not self.options.incremental:
             return None
         scope_fs, scope_root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
-        return completed_keys(scope_fs, scope_root)
+        done, self.index = check_done(
+            scope_fs, scope_root, [(f.uri, f.fingerprint) for f in listing.files], build=build
+        )
+        figures = self.index.stats
+        self.log.info(
+            "Incremental check under %s: %d of %d listed file(s) done; read %d key-index file(s) of %d part(s), "
+            "%d part(s) without an index (%d indexed now), %d journal segment(s)",
+            scope_fs.unstrip_protocol(scope_root), len(done), len(listing.files), figures.index_files_read,
+            figures.parts, figures.parts_read, figures.indexed, figures.segments_read,
+        )  # fmt: skip
+        return done
+
+    def _answered(self, plan: Plan) -> dict[tuple[str, str], list[PieceRecord]]:
+        """Pieces answered earlier for the files this run sends (a killed try, a failed piece), under
+        the same scope as the incremental check: they are not paid for again."""
+        index = self.index
+        if not self.options.incremental or index is None:
+            return {}
+        keys = [(f.uri, f.fingerprint) for f in plan.todo]
+        try:
+            answered, files = PieceStore(index.fs, index.listing).lookup(keys)
+            # Pieces of files done meanwhile are garbage: the store keeps only files still waiting.
+            prune_pieces(index.fs, files, index.done, lambda path, data: _atomic_write(index.fs, path, data), self.log)
+        except FileNotFoundError:  # a journal compacted since the check listed it: look again
+            scope_fs, scope_root = resolve(self.incremental_scope or self.destination, self.destination_conn_id)
+            answered = answered_pieces(scope_fs, scope_root, keys)
+        if answered:
+            self.log.info(
+                "%d answered piece(s) of %d file(s) from earlier tries will not be sent again",
+                sum(len(v) for v in answered.values()),
+                len(answered),
+            )
+        return answered
 
     def _log_plan(self, plan: Plan) -> None:
         self.log.info(
@@ -201,7 +240,7 @@ class Batch:
 
     def _dry_run(self, listing: Listing, destination: str) -> BatchOutcome:
         opts = self.options
-        plan = plan_batch(listing, self._done(), opts.budget, probe=True)
+        plan = plan_batch(listing, self._done(listing, build=False), opts.budget, probe=True)
         self._log_plan(plan)
         report = dry_run_report(
             plan,

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
-from linkai_provider import __version__
+from linkai_provider import __version__, keyindex
 from linkai_provider.io.storage import is_local
 from linkai_provider.staging import scan
 
@@ -75,6 +75,7 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 PART_SUFFIX = ".parquet"
 READ_BATCH = 32  # remote parts fetched at once while planning
+COLUMN_READ_BATCH = 8  # remote parts whose columns are fetched at once (their ranges concurrently)
 _LIST_ATTEMPTS = 5
 ROW_GROUP_ROWS = 64_000  # rows per row group when segments are compacted into a part
 
@@ -148,6 +149,7 @@ class TranscriptWriter:
         pq.write_table(table, sink, compression="snappy")
         path = f"{self.root}/{self.part_prefix}-{len(self.parts):05d}{PART_SUFFIX}"
         _atomic_write(self.fs, path, sink.getvalue().to_pybytes())
+        write_index(self.fs, path, row_keys(table))
         self.parts.append(path)
         self.rows_written += len(self._rows)
         log.info("Checkpoint: wrote %d row(s) to %s", len(self._rows), self.fs.unstrip_protocol(path))
@@ -157,7 +159,27 @@ class TranscriptWriter:
     close = flush
 
 
-def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+def ok_keys(table: pa.Table) -> set[tuple[str, str]]:
+    """``(source_uri, source_fingerprint)`` of the ``ok`` rows of ``table``."""
+    ok = table.filter(pc.equal(table["status"], STATUS_OK))
+    return set(zip(ok["source_uri"].to_pylist(), ok["source_fingerprint"].to_pylist(), strict=True))
+
+
+def row_keys(table: pa.Table) -> set[tuple[str, str, str]]:
+    """``(source_uri, source_fingerprint, status)`` of every row of ``table`` (what the key index holds)."""
+    columns = [table[name].to_pylist() for name in ("source_uri", "source_fingerprint", "status")]
+    return set(zip(*columns, strict=True))
+
+
+def write_index(fs: AbstractFileSystem, part: str, keys: Iterable[tuple[str, str, str]]) -> None:
+    """Write the key index of ``part`` (:mod:`linkai_provider.keyindex`) once the part is visible: a
+    part never counts through an index alone. Idempotent: the same part always gives the same files."""
+    for path, data in keyindex.index_files(part, keys).items():
+        _atomic_write(fs, path, data, durable=False)  # a cache: one lost in a crash is read as missing
+
+
+def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes, *, durable: bool = True) -> None:
+    """Write ``path`` whole or not at all; ``durable``: also survive a power cut (fsync)."""
     if is_local(fs):
         directory, name = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
@@ -165,9 +187,11 @@ def _atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old state or the whole part
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
     else:
         fs.pipe_file(path, data)  # one PUT: an object store shows the whole object or nothing
 
@@ -200,11 +224,18 @@ def publish_file(fs: AbstractFileSystem, local_path: str, path: str) -> None:
 
 
 def write_part(
-    fs: AbstractFileSystem, path: str, tables: Iterable[pa.Table], metadata: Mapping[bytes, bytes] | None = None
+    fs: AbstractFileSystem,
+    path: str,
+    tables: Iterable[pa.Table],
+    metadata: Mapping[bytes, bytes] | None = None,
+    *,
+    before_publish: Callable[[], None] | None = None,
 ) -> int:
     """Stream ``tables`` (``SCHEMA``) into one part file at ``path``, atomically; returns its rows.
     Nothing is written when there is no row. The file is built locally (beside ``path`` on local
-    disk, so the rename is atomic), so memory holds one row group, not the whole part."""
+    disk, so the rename is atomic), so memory holds one row group, not the whole part.
+    ``before_publish`` runs once every table was read, before the part becomes visible (also when
+    there is no row): compaction stores what must outlive the journals there."""
     if is_local(fs):
         directory, name = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
@@ -224,6 +255,8 @@ def write_part(
                     buffer = []
             if buffer:
                 writer.write_table(pa.concat_tables(buffer))
+        if before_publish is not None:
+            before_publish()
         if rows:
             publish_file(fs, tmp, path)
     finally:
@@ -252,6 +285,61 @@ def _tables(
         blobs = fs.cat(files[start : start + READ_BATCH])
         for path in files[start : start + READ_BATCH]:
             yield _read_table(blobs[path], columns, filters)
+
+
+_FOOTER_GUESS = 64 * 1024
+
+
+def read_columns(
+    fs: AbstractFileSystem, parts: Mapping[str, int], columns: list[str], filters: Any = None
+) -> Iterator[tuple[str, pa.Table]]:
+    """``(path, table)`` of each part (path -> size, as listed) with only ``columns`` read: on local disk
+    by pyarrow, on object stores by fetching the footer and then only those columns' chunks (a batch of
+    parts at a time, concurrently, through fsspec), placed at their offsets in an otherwise empty buffer
+    of the file's size, which pyarrow then parses. A part's text never crosses the network to answer a
+    question about its keys. ``columns`` must include those ``filters`` name."""
+    paths = list(parts)
+    if is_local(fs):
+        for path in paths:
+            yield path, pq.read_table(path, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
+        return
+    for start in range(0, len(paths), COLUMN_READ_BATCH):
+        batch = paths[start : start + COLUMN_READ_BATCH]
+        sizes = [int(parts[p]) for p in batch]
+        tails = fs.cat_ranges(batch, [max(0, n - _FOOTER_GUESS) for n in sizes], sizes)
+        buffers: list[pa.Buffer] = []
+        wanted: list[tuple[int, int, int]] = []  # (batch index, start, end)
+        for i, (path, size, tail) in enumerate(zip(batch, sizes, tails, strict=True)):
+            if isinstance(tail, BaseException):
+                raise tail
+            tail = bytes(tail)
+            footer = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else size
+            if tail[-4:] != b"PAR1":
+                raise ValueError(f"{fs.unstrip_protocol(path)} is not a Parquet file")
+            if footer > len(tail):
+                tail = bytes(fs.cat_file(path, start=size - footer, end=size))
+            buffer = pa.allocate_buffer(size)  # Arrow's allocator maps it lazily: unwritten pages cost nothing
+            memoryview(buffer).cast("B")[size - len(tail) :] = tail
+            buffers.append(buffer)
+            meta = pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-footer:]))
+            for rg in range(meta.num_row_groups):
+                group = meta.row_group(rg)
+                for c in range(group.num_columns):
+                    chunk = group.column(c)
+                    if chunk.path_in_schema.split(".", 1)[0] in columns:
+                        first = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                        wanted.append((i, first, first + chunk.total_compressed_size))
+        if wanted:
+            blobs = fs.cat_ranges(
+                [batch[i] for i, _, _ in wanted], [a for _, a, _ in wanted], [b for _, _, b in wanted]
+            )
+            for (i, a, b), blob in zip(wanted, blobs, strict=True):
+                if isinstance(blob, BaseException):
+                    raise blob
+                memoryview(buffers[i]).cast("B")[a:b] = blob
+        for path, buffer in zip(batch, buffers, strict=True):
+            reader = pa.BufferReader(buffer)
+            yield path, pq.read_table(reader, columns=columns, filters=filters, schema=SCHEMA, use_threads=False)
 
 
 def _read_table(data: bytes, columns: list[str] | None, filters: Any = None) -> pa.Table:

@@ -2,14 +2,18 @@
 
 Finished rows are handed to :meth:`Journal.append`, which never waits on I/O: a background thread
 writes every row waiting as one segment as soon as the previous write finished, so a kill loses at
-most the rows of the write in progress and those answered while it ran. The same thread rewrites
+most the rows of the write in progress and those answered while it ran. Answered pieces of long
+recordings (:meth:`Journal.append_pieces`) go the same way, in piece segments. The same thread rewrites
 ``writer.json`` (the heartbeat) every ``heartbeat_seconds``. :meth:`Journal.close` writes the journal,
-plus those of gone writers it adopted, as one part ``part-<writer_id>.parquet``, then deletes them.
+plus those of gone writers it adopted, as one part ``part-<writer_id>.parquet``, keeps the pieces of
+files without an ``ok`` row in ``_linkai/pieces/<writer_id>.pieces`` (written first: a kill after
+the part is visible must not lose them), indexes the part's ``ok`` keys, then deletes the journals.
 Layout, staleness and claims: :mod:`linkai_provider.staging`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,8 +27,9 @@ import pyarrow as pa
 import tenacity
 from fsspec import AbstractFileSystem
 
-from linkai_provider import dataset
+from linkai_provider import dataset, piece_store
 from linkai_provider.io.storage import is_local
+from linkai_provider.piece_store import PieceRecord, answered_pieces
 from linkai_provider.staging import (
     JOURNALS_KEY,
     STAGING,
@@ -83,6 +88,8 @@ class CompactionResult(NamedTuple):
 class JournalStats:
     rows_appended: int = 0
     rows_durable: int = 0
+    pieces_appended: int = 0
+    pieces_durable: int = 0
     writes: int = 0  # segments written
     max_rows_per_write: int = 0
     write_failures: int = 0  # failed attempts of any write, retried or not
@@ -141,6 +148,8 @@ class Journal:
         self._cond = threading.Condition()
         self._pending: list[Mapping[str, Any]] = []
         self._busy = 0  # rows taken by the thread, not yet durable
+        self._pending_pieces: list[PieceRecord] = []
+        self._busy_pieces = 0
         self._state = "new"  # new -> open -> closing -> closed
         self._stopping = False
         self._abort = threading.Event()
@@ -194,16 +203,34 @@ class Journal:
                 self.room.clear()
             self._cond.notify_all()
 
+    def append_pieces(self, records: Sequence[PieceRecord]) -> None:
+        """Hand answered pieces to the writer thread; never waits on I/O. Durable within moments, with
+        the guarantees of rows: a kill loses at most those of the write in progress."""
+        if not records:
+            return
+        with self._cond:
+            if self._state != "open":
+                raise RuntimeError(f"journal {self.identity.writer_id} is {self._state}, cannot append pieces")
+            self._pending_pieces.extend(records)
+            self.stats.pieces_appended += len(records)
+            self._cond.notify_all()
+
+    def _waiting(self) -> bool:
+        return bool(self._pending or self._busy or self._pending_pieces or self._busy_pieces)
+
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every appended row is durable; raises ``error`` if writes failed for good."""
+        """Wait until every appended row and piece is durable; raises ``error`` if writes failed for good."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while (self._pending or self._busy) and self.error is None:
+            while self._waiting() and self.error is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if self._thread is None or not self._thread.is_alive():
                     raise RuntimeError(f"journal {self.identity.writer_id} is {self._state}: rows cannot be flushed")
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"{len(self._pending) + self._busy} row(s) not yet durable in {self.dir}")
+                    raise TimeoutError(
+                        f"{len(self._pending) + self._busy} row(s) and {len(self._pending_pieces) + self._busy_pieces} "
+                        f"piece(s) not yet durable in {self.dir}"
+                    )
                 self._cond.wait(left)
         if self.error is not None:
             raise self.error
@@ -248,28 +275,36 @@ class Journal:
         try:
             while not self._abort.is_set():
                 with self._cond:
-                    while not self._pending and not self._stopping:
+                    while not self._pending and not self._pending_pieces and not self._stopping:
                         left = self._last_beat + self.heartbeat_seconds - time.monotonic()
                         if left <= 0:
                             break
                         self._cond.wait(left)
-                    if self._pending and not self._stopping and self.linger_seconds > 0:
+                    if (self._pending or self._pending_pieces) and not self._stopping and self.linger_seconds > 0:
                         # Rows that finish together share a write: a few ms here spares the GIL (and the
                         # store) one Parquet encode per answer, for a few rows more at risk in a crash.
                         self._cond.wait(self.linger_seconds)
                     rows, self._pending = self._pending, []
-                    self._busy = len(rows)
+                    pieces, self._pending_pieces = self._pending_pieces, []
+                    self._busy, self._busy_pieces = len(rows), len(pieces)
                     closing = self._state == "closing"
+                if pieces:  # before the rows: a kill between the two leaves a file's pieces, never a row alone
+                    try:
+                        self._write_pieces(pieces)
+                    except BaseException:
+                        with self._cond:
+                            self._pending[:0] = rows
+                        raise
                 if rows:
                     self._write_segment(rows)
                 if time.monotonic() - self._last_beat >= self.heartbeat_seconds and not self._abort.is_set():
                     self._heartbeat(closing)
                 with self._cond:
-                    self._busy = 0
+                    self._busy = self._busy_pieces = 0
                     if not self.backlog_limit or len(self._pending) < self.backlog_limit:
                         self.room.set()
                     self._cond.notify_all()
-                    if self._stopping and not self._pending:
+                    if self._stopping and not self._pending and not self._pending_pieces:
                         return
         except DestinationWriteError as exc:
             self._fail(exc)
@@ -285,19 +320,12 @@ class Journal:
         finally:
             with self._cond:
                 self.error = exc
-                self._busy = 0
+                self._busy = self._busy_pieces = 0
                 self._cond.notify_all()
 
     def _write_segment(self, rows: list[Mapping[str, Any]]) -> None:
-        if time.monotonic() - self._last_beat > self.stale_after_seconds / 2:
-            self._rotate("no heartbeat reached the store for half the staleness period")
         try:
-            data = _encode_segment(rows)
-            self._seq += 1
-            path = f"{self.dir}/seg-{self._seq:08d}.rows"
-            self._retry(
-                f"journal segment {path.rsplit('/', 1)[-1]}", lambda: dataset._atomic_write(self.fs, path, data)
-            )
+            self._write_file("seg-{:08d}.rows", _encode_segment(rows))
         except BaseException:
             with self._cond:
                 self._pending[:0] = rows  # kept in memory: counted as unstored in the error
@@ -306,6 +334,23 @@ class Journal:
             self.stats.rows_durable += len(rows)
             self.stats.writes += 1
             self.stats.max_rows_per_write = max(self.stats.max_rows_per_write, len(rows))
+
+    def _write_pieces(self, records: list[PieceRecord]) -> None:
+        try:
+            self._write_file("pcs-{:08d}.pieces", piece_store.encode(records))
+        except BaseException:
+            with self._cond:
+                self._pending_pieces[:0] = records
+            raise
+        with self._cond:
+            self.stats.pieces_durable += len(records)
+
+    def _write_file(self, pattern: str, data: bytes) -> None:
+        if time.monotonic() - self._last_beat > self.stale_after_seconds / 2:
+            self._rotate("no heartbeat reached the store for half the staleness period")
+        self._seq += 1
+        path = f"{self.dir}/{pattern.format(self._seq)}"
+        self._retry(f"journal segment {path.rsplit('/', 1)[-1]}", lambda: dataset._atomic_write(self.fs, path, data))
 
     def _heartbeat(self, closing: bool) -> None:
         # While closing, close() itself checks that the journal is still its own before compacting.
@@ -392,9 +437,14 @@ class Journal:
         path = f"{self.root}/part-{me}{dataset.PART_SUFFIX}"
         while True:
             reading: list[str] = []
+            keys: set[tuple[str, str, str]] = set()  # (uri, fingerprint, status) of the part's rows
+            found: list[pa.Table] = []
             try:
                 meta = {JOURNALS_KEY: json.dumps(journals).encode()}
-                rows = dataset.write_part(self.fs, path, self._segments(journals, reading), meta)
+                rows = dataset.write_part(
+                    self.fs, path, self._segments(journals, reading, keys, found), meta,
+                    before_publish=functools.partial(self._keep_pieces, found, keys),
+                )  # fmt: skip
                 break
             except FileNotFoundError:
                 if not reading or reading[-1] in ("", me):
@@ -405,19 +455,51 @@ class Journal:
         adopted = tuple(j for j in journals if j != me)
         if rows == 0:
             return CompactionResult(None, 0, adopted), journals
+        try:  # before the journals go, so a check never has to read this part; a planner indexes it otherwise
+            dataset.write_index(self.fs, path, keys)
+        except Exception as exc:
+            self.log.warning("Could not index %s (the next run indexes it): %s", path, exc)
         url = self.fs.unstrip_protocol(path)
         self.log.info("Wrote %d row(s) to %s (%d adopted journal(s))", rows, url, len(adopted))
         return CompactionResult(url, rows, adopted), journals
 
-    def _segments(self, journals: list[str], reading: list[str]) -> Iterator[pa.Table]:
-        """Every segment of ``journals`` as a table; ``reading`` ends with the journal being read."""
+    def _segments(
+        self, journals: list[str], reading: list[str], keys: set[tuple[str, str, str]], pieces: list[pa.Table]
+    ) -> Iterator[pa.Table]:
+        """Every segment of ``journals`` as a table; ``reading`` ends with the journal being read. The
+        rows' keys are added to ``keys`` (for the part's index), the journals' pieces to ``pieces``."""
         for wid in journals:
             reading.append(wid)
-            yield from dataset._tables(self.fs, list_journal(self.fs, self.root, wid).segments, None)
+            listed = list_journal(self.fs, self.root, wid)
+            for table in dataset._tables(self.fs, listed.segments, None):
+                keys.update(dataset.row_keys(table))
+                yield table
+            for segment in listed.piece_segments:
+                pieces.append(piece_store.decode(self.fs.cat_file(segment)))
         reading.append("")  # all read: a FileNotFoundError now is the destination's, not a journal's
 
+    def _keep_pieces(self, found: list[pa.Table], keys: set[tuple[str, str, str]]) -> None:
+        """Store the pieces of files this part has no ``ok`` row for, before the part (and so the
+        journals' deletion) makes the journals garbage."""
+        if not found:
+            return
+        ok = {(uri, fp) for uri, fp, status in keys if status == dataset.STATUS_OK}
+        kept = piece_store.drop(pa.concat_tables(found), ok)
+        if kept.num_rows:
+            path = piece_store.pieces_path(self.root, self.identity.writer_id)
+            dataset._atomic_write(self.fs, path, piece_store.encode(kept))
+            self.log.info("Kept %d answered piece(s) of files without an ok row in %s", kept.num_rows, path)
 
-__all__ = ["CompactionResult", "DestinationWriteError", "Journal", "JournalStats", "WriterIdentity"]
+
+__all__ = [
+    "CompactionResult",
+    "DestinationWriteError",
+    "Journal",
+    "JournalStats",
+    "PieceRecord",
+    "WriterIdentity",
+    "answered_pieces",
+]
 
 
 _WARM_UP_ROW: dict[str, Any] = {

@@ -7,6 +7,10 @@ the event for the dataset's Asset only when it wrote rows (:func:`emit_transcrip
 per task that wrote, none after a rerun that sent nothing. DAGs are scheduled on the Asset itself
 (``schedule=[transcript_asset(url)]``); alias events trigger them like direct ones.
 
+The event's ``extra`` says what changed: ``rows_written``, ``destinations`` and ``partitions`` (the
+Hive partition folders written, e.g. ``["dt=2026-11-28"]``), so analytics recomputes only those days
+(:mod:`linkai_provider.analytics`).
+
 Before emitting, the task checks that the folder it wrote is inside the Asset it updates, and fails
 if not: with the Asset's URI read where the DAG file is parsed and the destination rendered on the
 worker, a setting that differs between the two would otherwise update an Asset no DAG waits for.
@@ -27,6 +31,7 @@ __all__ = [
     "emit_transcript_events",
     "emit_for_summaries",
     "openlineage_name",
+    "partitions_written",
     "set_default_outlets",
     "transcript_alias",
     "transcript_asset",
@@ -108,6 +113,18 @@ def _target(outlet: Any) -> Asset | None:
     return outlet if isinstance(outlet, Asset) else None
 
 
+def partitions_written(asset: Asset, summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The Hive partitions (folders below the Asset's root, e.g. ``dt=2026-11-28``; ``""`` for the
+    root itself) that summaries wrote rows to, sorted: what analytics recomputes."""
+    root = _as_url(asset.uri)
+    found = set()
+    for summary in summaries:
+        destination = str(summary.get("destination") or "")
+        if int(summary.get("rows_written") or 0) > 0 and destination and contains(asset, destination):
+            found.add(_as_url(destination)[len(root) :].strip("/"))
+    return sorted(found)
+
+
 def _known_to_airflow(asset: Asset) -> bool | None:
     """Whether the metadata DB has the Asset (some parsed DAG declares it); None outside a task."""
     try:
@@ -161,7 +178,11 @@ def emit_for_summaries(
         if rows <= 0:
             log.info("Asset %s: no rows written, no Asset event", asset.uri)
             continue
-        extra = {"rows_written": rows, "destinations": sorted({str(s.get("destination")) for s in done})}
+        extra = {
+            "rows_written": rows,
+            "destinations": sorted({str(s.get("destination")) for s in done}),
+            "partitions": partitions_written(asset, done),
+        }
         context["outlet_events"][outlet].add(asset, extra=extra)
         log.info("Asset %s: one event (%d row(s) written)", asset.uri, rows)
     return rows

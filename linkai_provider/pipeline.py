@@ -91,6 +91,8 @@ class TranscriptionPipeline:
 
     :param settings: what each file needs (limits, splitting, form fields, the rows' constant columns).
     :param max_concurrency: the ceiling of requests in flight (the level adapts below it).
+    :param answered: pieces answered in earlier tries, by ``(source_uri, source_fingerprint)``: not sent again.
+    :param pieces_sink: called with every piece the moment it is answered (the journal's ``append_pieces``).
     :param hold: while this event (any of these) is clear, no new request is sent (the sink is failing
         and retrying, or its backlog is full).
     """
@@ -108,6 +110,8 @@ class TranscriptionPipeline:
         initial_concurrency: int | None = None,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
+        answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
+        pieces_sink: Callable[[Sequence[Any]], None] | None = None,
     ) -> None:
         self.hook = hook
         self.sink = sink
@@ -116,6 +120,8 @@ class TranscriptionPipeline:
         self.progress_interval = progress_interval
         self.log = logger
         self.on_progress = on_progress
+        self.answered = answered or {}
+        self.pieces_sink = pieces_sink
         self.cancel = threading.Event()
         self.scheduler = RequestScheduler(
             max_concurrency,
@@ -149,7 +155,16 @@ class TranscriptionPipeline:
         pool = ThreadPoolExecutor(window, thread_name_prefix="linkai-file")
         piece_pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="linkai-piece")
         worker = RecordingTranscriber(
-            self.hook, self.scheduler, self.settings, self.budget, self.cancel, piece_pool, self.log, durations
+            self.hook,
+            self.scheduler,
+            self.settings,
+            self.budget,
+            self.cancel,
+            piece_pool,
+            self.log,
+            durations,
+            answered=self.answered,
+            pieces_sink=self.pieces_sink,
         )
         try:
             while True:

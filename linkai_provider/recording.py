@@ -18,7 +18,7 @@ import os
 import posixpath
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,10 +179,15 @@ class RecordingTranscriber:
         piece_pool: ThreadPoolExecutor,
         logger: Any,
         durations: Mapping[str, float | None] | None = None,
+        *,
+        answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
+        pieces_sink: Callable[[Sequence[Any]], None] | None = None,
     ) -> None:
         self.hook, self.scheduler, self.settings, self.budget = hook, scheduler, settings, budget
         self.cancel, self.piece_pool, self.log = cancel, piece_pool, logger
         self.durations = durations or {}  # measured while planning (budgets): not read a second time
+        self.answered = answered or {}  # pieces answered in earlier tries, by (source_uri, fingerprint)
+        self.pieces_sink = pieces_sink
 
     def __call__(self, file: AudioFile) -> Outcome:
         if self.cancel.is_set():

@@ -6,6 +6,9 @@ Under a dataset folder ``root``::
     root/_linkai/journal/<writer_id>/writer.json  who writes this journal, and its heartbeat
     root/_linkai/journal/<writer_id>/seg-00000001.rows   rows, an Arrow IPC stream (not *.parquet: globs skip it)
     root/_linkai/journal/<writer_id>/claim-<other_writer_id>.json   another writer wants to adopt it
+    root/_linkai/journal/<writer_id>/pcs-00000001.pieces  answered pieces (linkai_provider.piece_store)
+    root/_linkai/pieces/<writer_id>.pieces        pieces compaction kept (files with no ok row yet)
+    root/_linkai/keys/<part>.g<n>-<hash>.keys     the ok keys of a part, by source folder (linkai_provider.keyindex)
 
 Readers never look inside ``_linkai`` (``_``-prefixed names are skipped by DuckDB's hive globs, Spark,
 pyarrow datasets and Athena), and segment names do not end in ``.parquet``.
@@ -36,8 +39,11 @@ log = logging.getLogger(__name__)
 
 STAGING = "_linkai"
 JOURNALS = f"{STAGING}/journal"
+PIECES_DIR = f"{STAGING}/pieces"
+KEYS_DIR = f"{STAGING}/keys"
 WRITER_FILE = "writer.json"
 SEGMENT_RE = re.compile(r"^seg-(\d{8})\.rows$")
+PIECE_SEGMENT_RE = re.compile(r"^pcs-(\d{8})\.pieces$")
 CLAIM_RE = re.compile(r"^claim-(.+)\.json$")
 JOURNALS_KEY = b"linkai.journals"  # key-value metadata of a part: the journal ids compacted into it
 PART_SUFFIX = ".parquet"
@@ -194,6 +200,10 @@ class JournalFiles:
         return [f"{self.dir}/{n}" for n in sorted(self.files) if SEGMENT_RE.match(n)]
 
     @property
+    def piece_segments(self) -> list[str]:
+        return [f"{self.dir}/{n}" for n in sorted(self.files) if PIECE_SEGMENT_RE.match(n)]
+
+    @property
     def claimants(self) -> list[str]:
         return [m.group(1) for n in self.files if (m := CLAIM_RE.match(n))]
 
@@ -206,6 +216,8 @@ class JournalFiles:
 class Listing:
     parts: dict[str, int]  # visible part path -> size
     journals: dict[tuple[str, str], JournalFiles]  # (folder, writer_id) -> files
+    pieces: dict[str, int] = field(default_factory=dict)  # compacted piece files -> size
+    keys: dict[str, dict[str, int]] = field(default_factory=dict)  # folder -> key-index file name -> size
 
     def segments(self) -> list[str]:
         return [s for j in self.journals.values() for s in j.segments]
@@ -215,31 +227,76 @@ def journal_dir(root: str, writer_id: str) -> str:
     return f"{root.rstrip('/')}/{JOURNALS}/{writer_id}"
 
 
+def _walk_local(root: str) -> dict[str, int]:
+    """Every file under ``root`` (path -> size), listed in the order an object store lists keys: a
+    folder's subfolders (``_linkai`` among them) before its own files. Rows only move from a journal
+    (``_linkai/journal/``) to a part in the folder above, and an index or kept pieces are written
+    before their journal is deleted, so listing the source of a move before its target never misses
+    both (fsspec's ``find`` lists a folder's files before its subfolders: a journal compacted in
+    between was seen neither as a journal nor as a part). Entries that vanish while listed (a temporary
+    file renamed, a segment deleted) are skipped."""
+    found: dict[str, int] = {}
+
+    def entries(folder: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def walk(folder: str) -> None:
+        for entry in entries(folder):
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    walk(entry.path)
+            except FileNotFoundError:
+                continue
+        for entry in entries(folder):  # listed again, after the subfolders: what moved up is here now
+            try:
+                if entry.is_file(follow_symlinks=True):
+                    found[entry.path] = entry.stat(follow_symlinks=True).st_size
+            except FileNotFoundError:
+                continue
+
+    walk(root)
+    return found
+
+
 def scan(fs: AbstractFileSystem, root: str) -> Listing:
-    """One recursive listing of ``root``: visible parts and every journal at any depth."""
-    root = root.rstrip("/")
-    fs.invalidate_cache(root)  # other processes write here; fsspec's listing cache would hide them
-    try:
-        found = fs.find(root, detail=True)
-    except FileNotFoundError:
-        found = {}
+    """One recursive listing of ``root``: visible parts, every journal, piece file and key-index file
+    at any depth. Object stores list keys in order (``_linkai/...`` before ``part-...``); local disk is
+    walked the same way (:func:`_walk_local`)."""
+    root = fs._strip_protocol(root).rstrip("/")
+    if is_local(fs):
+        sizes = _walk_local(root)
+    else:
+        fs.invalidate_cache(root)  # other processes write here; fsspec's listing cache would hide them
+        try:
+            found = fs.find(root, detail=True)
+        except FileNotFoundError:
+            found = {}
+        sizes = {path: int(info.get("size") or 0) for path, info in found.items() if info.get("type") != "directory"}
     listing = Listing({}, {})
-    for path, info in found.items():
-        if info.get("type") == "directory":
-            continue
+    for path, size in sizes.items():
         rel = path[len(root) :].lstrip("/") if path.startswith(root) else path
         parts = rel.split("/")
-        size = int(info.get("size") or 0)
         if path.endswith(PART_SUFFIX) and not any(p.startswith((".", "_")) for p in parts):
             listing.parts[path] = size
             continue
-        for i in range(len(parts) - 3):  # <folder>/_linkai/journal/<id>/<name>
-            if parts[i] == STAGING and parts[i + 1] == "journal" and i + 3 == len(parts) - 1:
-                if parts[i + 3].startswith("."):
-                    break  # a write in progress (temporary file), not part of the journal yet
-                folder = "/".join([root, *parts[:i]]) if i else root
+        for i in range(len(parts) - 2):  # <folder>/_linkai/journal/<id>/<name>, <folder>/_linkai/<kind>/<name>
+            if parts[i] != STAGING:
+                continue
+            if parts[-1].startswith("."):
+                break  # a write in progress (temporary file), not there yet
+            folder = "/".join([root, *parts[:i]]) if i else root
+            if parts[i + 1] == "journal" and i + 3 == len(parts) - 1:
                 key = (folder, parts[i + 2])
                 listing.journals.setdefault(key, JournalFiles(folder, parts[i + 2])).files[parts[i + 3]] = size
+            elif parts[i + 1] == "pieces" and i + 2 == len(parts) - 1 and parts[-1].endswith(".pieces"):
+                listing.pieces[path] = size
+            elif parts[i + 1] == "keys" and i + 2 == len(parts) - 1:
+                listing.keys.setdefault(folder, {})[parts[-1]] = size
+            break
     return listing
 
 
@@ -434,6 +491,8 @@ def _unclaim(fs: AbstractFileSystem, path: str) -> None:
 __all__ = [
     "JOURNALS",
     "JOURNALS_KEY",
+    "KEYS_DIR",
+    "PIECES_DIR",
     "STAGING",
     "JournalFiles",
     "Listing",

@@ -39,8 +39,9 @@ def test_checkpoints_by_row_count_and_names_never_collide(tmp_path):
     assert len(a.parts) == 2 and len(b.parts) == 2  # 3 + 3 flushed, 1 buffered each
     a.close()
     b.close()
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert len(files) == 6 and len(set(files)) == 6
+    assert len(list((tmp_path / "_linkai" / "keys").iterdir())) == 6  # each part's key index (one group)
     assert not [f for f in files if f.startswith(".")]  # no temporary file left behind
     assert read_rows(fs, str(tmp_path)).num_rows == 14
 
@@ -117,7 +118,9 @@ def test_object_store_parts_are_single_puts(s3fs_factory):
         writer.add(row(f"s3://in/{i}.wav"))
     writer.close()
     objects = fs.find("dataset-bucket")
-    assert len(objects) == 3 and all(o.endswith(".parquet") for o in objects)  # no probe or temp left
+    parts = [o for o in objects if o.endswith(".parquet")]
+    keys = [o for o in objects if "/_linkai/keys/" in o and o.endswith(".keys")]  # each part's key index
+    assert len(parts) == 3 and len(keys) == 3 and len(objects) == 6  # no probe or temp left
     assert len(completed_keys(fs, "dataset-bucket/transcripts")) == 5
 
 
@@ -134,11 +137,14 @@ def test_planning_on_s3_exits_cleanly_in_fresh_processes(s3fs_factory, moto_endp
     for i in range(30):
         writer.add(row(f"s3://in/{i}.wav"))
     writer.close()
+    fs.rm([o for o in fs.find("exit-bucket") if "/_linkai/keys/" in o])  # parts as an older version left them
     options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": moto_endpoint}}
     script = (
         "import s3fs; from linkai_provider.dataset import completed_keys; "
+        "from linkai_provider.planning import done_keys; "
         f"fs = s3fs.S3FileSystem(**{options!r}); "
-        "assert len(completed_keys(fs, 'exit-bucket/t')) == 30"
+        "assert len(completed_keys(fs, 'exit-bucket/t')) == 30; "
+        "assert len(done_keys(fs, 'exit-bucket/t', [(f's3://in/{i}.wav', 'size:1;mtime:1') for i in range(40)])) == 30"
     )
     for _ in range(12):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

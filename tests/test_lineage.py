@@ -79,12 +79,29 @@ def test_one_event_per_alias_only_when_rows_were_written():
         {"destination": "s3://lake/t/dt=1", "rows_written": 2},
     ]
     assert emit_for_summaries([alias], {"outlet_events": events}, summaries, LOG) == 5
-    assert events.added == [(alias.name, "s3://lake/t", {"rows_written": 5, "destinations": ["s3://lake/t/dt=1"]})]
+    assert events.added == [
+        (alias.name, "s3://lake/t", {"rows_written": 5, "destinations": ["s3://lake/t/dt=1"], "partitions": ["dt=1"]})
+    ]
 
     nothing = Events()
     summary = {"destination": "s3://lake/t/dt=1", "rows_written": 0}
     assert emit_for_summaries([alias], {"outlet_events": nothing}, [summary], LOG) == 0
     assert nothing.added == []
+
+
+def test_the_event_names_the_partitions_that_got_rows():
+    alias = transcript_alias("s3://lake/t")
+    events = Events()
+    summaries = [
+        {"destination": "s3://lake/t/dt=2026-11-28/", "rows_written": 3},
+        {"destination": "s3://lake/t/dt=2026-11-26", "rows_written": 0},  # looked back, nothing new
+        {"destination": "s3://lake/t/region=eu/dt=2026-11-27", "rows_written": 1},
+        {"destination": "s3://lake/t", "rows_written": 2},  # the root itself: partition ""
+    ]
+    emit_for_summaries([alias], {"outlet_events": events}, summaries, LOG)
+    ((_, _, extra),) = events.added
+    assert extra["partitions"] == ["", "dt=2026-11-28", "region=eu/dt=2026-11-27"]
+    assert extra["rows_written"] == 6 and len(extra["destinations"]) == 4
 
 
 def test_destination_outside_the_asset_fails_the_task():
@@ -147,6 +164,7 @@ def test_operator_emits_one_event_when_it_wrote_rows_and_none_on_a_rerun(tmp_pat
     (event,) = asset_events(root)
     assert event["run_id"] == first.run_id
     assert event["extra"]["rows_written"] == 3
+    assert event["extra"]["partitions"] == ["dt=2026-11-20"]
 
     again = dag.test(run_conf=conf)  # everything already transcribed: nothing sent, nothing written
     assert task_states(again)["transcribe"] == "success"

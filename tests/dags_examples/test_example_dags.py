@@ -378,6 +378,29 @@ def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, 
     # nothing was written inside the transcript dataset
     assert sorted(p.parent.name for p in root.glob("*/*.parquet")) == ["dt=2026-10-01", "dt=2026-10-02"]
     assert len(read_rows(_local_fs(), str(root))) == 6
+    assert xcom_return(run, "summarize")["mode"] == "full"  # no triggering event: every day
+
+    # A later run re-transcribes b.wav (failed on the 1st) into the 3rd: an incremental recompute for
+    # that partition rewrites the 1st and the 3rd, not the 2nd, and gives what a full one gives.
+    writer = TranscriptWriter(_local_fs(), f"{root}/dt=2026-10-03")
+    writer.add(row("file:///b.wav", "ok", t0.add(days=2), text="split this time", duration=30.0))
+    writer.flush()
+    summary_dir = Path(lake.summary.removeprefix("file://"))
+    untouched = (summary_dir / "dt=2026-10-02" / "summary.parquet").stat().st_mtime_ns
+    conf = {"partitions": ["dt=2026-10-03"]}
+    incremental = example_dag("linkai_transcript_analytics").test(logical_date=day("2026-10-03"), run_conf=conf)
+    assert incremental.state == "success"
+    result = xcom_return(incremental, "summarize")
+    assert (result["mode"], result["days_written"]) == ("incremental", ["2026-10-01", "2026-10-03"])
+    assert (summary_dir / "dt=2026-10-02" / "summary.parquet").stat().st_mtime_ns == untouched
+    kept = read_summary_local(summary_dir)
+    assert kept["2026-10-01"]["files"] == 2 and kept["2026-10-03"]["ok"] == 1
+    full = example_dag("linkai_transcript_analytics").test(logical_date=day("2026-10-04"))
+    assert xcom_return(full, "summarize")["mode"] == "full"
+    drop = ("generated_at",)
+    assert {d: {k: v for k, v in r.items() if k not in drop} for d, r in read_summary_local(summary_dir).items()} == {
+        d: {k: v for k, v in r.items() if k not in drop} for d, r in kept.items()
+    }
 
 
 def _local_fs():
@@ -512,7 +535,8 @@ def test_nightly_and_analytics_on_s3_with_aws_connection(
     assert lake.summary == f"s3://{bucket}/lake/transcript_summary"
     (got,) = pq.read_table(f"{bucket}/lake/transcript_summary/dt={ds}/summary.parquet", filesystem=fs).to_pylist()
     check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
-    assert all(f"/dt={ds}/part-" in p for p in fs.find(f"{bucket}/lake/transcripts")), "summary is beside, not inside"
+    inside = [p for p in fs.find(f"{bucket}/lake/transcripts") if "/_linkai/" not in p]  # staging: key index
+    assert all(f"/dt={ds}/part-" in p for p in inside), "summary is beside, not inside"
 
 
 def test_sharded_on_s3_with_fsspec_connection(

@@ -244,6 +244,10 @@ def test_example_dags_on_celery_with_two_workers_and_the_ui(stack, tmp_path):
                 "GET", f"/dags/{ANALYTICS}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/upstreamAssetEvents"
             )
             assert len(consumed["asset_events"]) == 1, consumed
+            # issue 16: the event names the partitions written, and analytics recomputed only those days
+            (event,) = consumed["asset_events"]
+            done = xcom(stack, ANALYTICS, run["dag_run_id"], "summarize")
+            assert (done["mode"], done["partitions"]) == ("incremental", event["extra"]["partitions"]), done
 
         # 6. every audio file: one ok row, and exactly one request for its content on the server
         rows = duckdb.sql(
