@@ -31,6 +31,7 @@ from linkai_provider.recording import (
     RecordingTranscriber,
     UploadBudget,
 )
+from linkai_provider.resume import PiecesSink
 from linkai_provider.scheduler import RequestScheduler
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class BatchResult:
     ok: int = 0
     failed: int = 0
     not_sent: int = 0
-    audio_seconds: float = 0.0
-    split: int = 0  # files sent through the splitter (pieces, or one re-encoded piece)
+    audio_seconds: float = 0.0  # audio the API answered for (what it bills; each channel counted)
+    split: int = 0  # files sent as pieces (cut, or repackaged into one), failed ones included
+    pieces_reused: int = 0  # pieces answered in an earlier try and joined into this run's rows
     fatal: BaseException | None = None  # a LinkAIFatalError, or the sink's write error
     failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason), first few only
     scheduler: dict[str, int] = field(default_factory=dict)
@@ -91,6 +93,8 @@ class TranscriptionPipeline:
 
     :param settings: what each file needs (limits, splitting, form fields, the rows' constant columns).
     :param max_concurrency: the ceiling of requests in flight (the level adapts below it).
+    :param answered: pieces answered in earlier tries, by ``(source_uri, source_fingerprint)``: not sent again.
+    :param pieces_sink: called with every piece the moment it is answered (the journal's ``append_pieces``).
     :param hold: while this event (any of these) is clear, no new request is sent (the sink is failing
         and retrying, or its backlog is full).
     """
@@ -107,6 +111,8 @@ class TranscriptionPipeline:
         adaptive: bool = True,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
+        answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
+        pieces_sink: PiecesSink | None = None,
     ) -> None:
         self.hook = hook
         self.sink = sink
@@ -115,6 +121,9 @@ class TranscriptionPipeline:
         self.progress_interval = progress_interval
         self.log = logger
         self.on_progress = on_progress
+        self.answered = answered or {}
+        self.pieces_sink = pieces_sink
+        self._hinted = False
         self.cancel = threading.Event()
         self.scheduler = RequestScheduler(
             max_concurrency, adaptive=adaptive, hold=hold, cancel=self.cancel, logger=logger
@@ -143,7 +152,16 @@ class TranscriptionPipeline:
         pool = ThreadPoolExecutor(window, thread_name_prefix="linkai-file")
         piece_pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="linkai-piece")
         worker = RecordingTranscriber(
-            self.hook, self.scheduler, self.settings, self.budget, self.cancel, piece_pool, self.log, durations
+            self.hook,
+            self.scheduler,
+            self.settings,
+            self.budget,
+            self.cancel,
+            piece_pool,
+            self.log,
+            durations,
+            answered=self.answered,
+            pieces_sink=self.pieces_sink,
         )
         try:
             while True:
@@ -187,9 +205,18 @@ class TranscriptionPipeline:
             row = outcome.row
             if row is None:
                 continue
+            result.audio_seconds += outcome.billed_s
+            result.pieces_reused += outcome.reused
+            if outcome.hint is not None and not self._hinted:
+                self._hinted = True
+                self.log.info(
+                    "%s: its channels carry different speech (a call with each party on its own channel?) and "
+                    "were transcribed mixed; channels='separate' transcribes each channel on its own. "
+                    "(Said once per batch.)",
+                    outcome.hint,
+                )
             if row["status"] == STATUS_OK:
                 result.ok += 1
-                result.audio_seconds += row["audio_duration_s"] or 0.0
             else:
                 result.failed += 1
                 if len(result.failures) < 20:

@@ -154,6 +154,7 @@ def summarize(plan: Plan, result: BatchResult | None, destination: str, **extra:
         "held_back": len(plan.held_back),
         "audio_seconds": round(result.audio_seconds, 3) if result else 0.0,
         "split": result.split if result else 0,
+        "pieces_reused": result.pieces_reused if result else 0,
     }
     figures = result.scheduler if result is not None else {}
     for key in ("requests", "rate_limited", "concurrency", "concurrency_min"):

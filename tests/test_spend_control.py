@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 import wave
@@ -28,7 +29,7 @@ def make_wavs(folder: Path, count: int, seconds: float = 0.1, start: int = 0) ->
             out.setsampwidth(2)
             out.setframerate(8000)
             frames = int(8000 * seconds)
-            out.writeframes((i.to_bytes(4, "big") * (frames // 2 + 1))[: frames * 2])
+            out.writeframes(random.Random(i).randbytes(frames * 2))  # loud noise: never taken for silence
         paths.append(path)
     return paths
 

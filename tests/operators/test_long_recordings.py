@@ -80,11 +80,11 @@ def test_long_wav_is_split_at_pauses_into_one_ok_row(tmp_path, capsys, linkai_se
 
 
 def test_413_with_an_html_page_teaches_a_lower_limit(tmp_path, capsys, linkai_server_factory, meeting):
-    """The API (behind an nginx-like proxy) takes at most 400 kB; the operator believes 25 MiB. The
-    first pieces get 413 with an HTML page: the budget shrinks, the file is split again, every later
-    upload fits, and no row ever carries the HTML."""
+    """The API (behind an nginx-like proxy) takes at most 1.5 MB; the operator believes 25 MiB. The
+    whole file gets 413 with an HTML page: the budget shrinks, the file is split, every later upload
+    fits, and no row ever carries the HTML."""
     _, wav = meeting
-    server = linkai_server_factory(max_upload_bytes=400_000, too_large_style="nginx")
+    server = linkai_server_factory(max_upload_bytes=1_500_000, too_large_style="nginx")
     summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--piece-format", "flac",
                          "--max-upload-bytes", str(25 * 2**20))  # fmt: skip
 
@@ -93,7 +93,7 @@ def test_413_with_an_html_page_teaches_a_lower_limit(tmp_path, capsys, linkai_se
     assert summary["transcribed"] == 1 and row["chunks"] >= 2
     by_status = server.stats()["by_status"]
     assert by_status.get("413", 0) >= 1 and by_status["200"] == row["chunks"]
-    assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= 400_000 for s in row["segments"])
+    assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= 1_500_000 for s in row["segments"])
     assert summary["log"].count("its limit is lower") == 1  # said once, clearly, however many 413s
     assert "<html" not in summary["log"].lower()
 
