@@ -209,7 +209,7 @@ class TranscriptionPipeline:
             result.pieces_reused += outcome.reused
             if outcome.hint is not None and not self._hinted:
                 self._hinted = True
-                self.log.info(
+                self.log.warning(
                     "%s: its channels carry different speech (a call with each party on its own channel?) and "
                     "were transcribed mixed; channels='separate' transcribes each channel on its own. "
                     "(Said once per batch.)",

@@ -289,9 +289,9 @@ class RecordingTranscriber:
             return self.failed(row, exc, started)
 
     def header_seconds(self, file: AudioFile, local: str) -> float | None:
-        """The duration the file's header claims (what an API that trusts headers would bill)."""
-        if file.uri in self.durations:
-            return self.durations[file.uri]
+        """The duration the file's header claims (what an API that trusts headers bills): a few KB of
+        the local copy, read again even when planning measured the file, since planning's figure is
+        the truthful one (demuxed when the header lies)."""
         with open(local, "rb") as fh:
             return probe_duration(fh, file.audio_format)
 

@@ -141,12 +141,15 @@ class _Decoder:
         except (self.av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise UndecodableAudioError(f"cannot open {label!r} as audio: {exc}") from exc
         audio = self.container.streams.audio
+        self.video_streams, self.audio_streams = len(self.container.streams.video), len(audio)
         if not audio:
-            video = len(self.container.streams.video)
             self.container.close()
-            what = f"only video ({video} video stream{'s' if video != 1 else ''})" if video else "no streams"
-            raise NoAudioStreamError(f"{label!r} has no audio stream ({what}): nothing to transcribe")
+            what = f", only video ({self.video_streams} stream{'s' if self.video_streams != 1 else ''})"
+            raise NoAudioStreamError(
+                f"{label!r} has no audio stream{what if self.video_streams else ''}: nothing to transcribe"
+            )
         self.stream = audio[0]
+        self.format_name = self.container.format.name
         cc = self.stream.codec_context
         self.channels = int(cc.channels or 0)
         self.source_rate = int(cc.sample_rate or 0)
@@ -366,14 +369,14 @@ def analyze(path: str, *, name: str | None = None) -> Analysis:
     identical, differ = _channel_relations(levels, db)
     cc: Any = decoder.stream.codec_context
     return Analysis(
-        container=decoder.container.format.name,
+        container=decoder.format_name,
         codec=getattr(cc.codec, "canonical_name", None) or cc.name,
         channels=decoder.channels,
         source_rate=decoder.source_rate,
         rate=rate,
         bit_rate=int(decoder.stream.bit_rate or cc.bit_rate or 0) or None,
-        video_streams=len(decoder.container.streams.video),
-        audio_streams=len(decoder.container.streams.audio),
+        video_streams=decoder.video_streams,
+        audio_streams=decoder.audio_streams,
         samples=end,
         db=db,
         mix_db=mix,

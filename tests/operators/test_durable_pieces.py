@@ -1,0 +1,115 @@
+"""Answered pieces are handed to the pieces sink the moment they are answered and are never paid
+for again: a recording resumes from them, under the same plan only.
+
+Through :class:`~linkai_provider.pipeline.TranscriptionPipeline` against linkai-server (digest
+engine) over real HTTP; the server's ``--credits`` makes a later piece fail for sure (402, batch-fatal),
+and its counters say what was billed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from linkai_provider.hooks.linkai import LinkAIHook
+from linkai_provider.io.sources import list_audio
+from linkai_provider.pipeline import TranscriptionPipeline
+from linkai_provider.recording import FileSettings
+from tests.conftest import SENTENCES
+from tests.io import scenes
+from tests.io.test_split_audio import join_sentences, write_wav
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def append(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+
+
+def run(server, folder, *, answered=None, concurrency=1, **settings):
+    os.environ["AIRFLOW_CONN_LINKAI_PIECES"] = json.dumps(json.loads(server.airflow_conn_json))
+    hook = LinkAIHook("linkai_pieces", max_retries=0)
+    sink, records = Rows(), []
+    options = {"max_chunk_seconds": 30.0, **settings}
+    pipeline = TranscriptionPipeline(
+        hook,
+        sink,
+        FileSettings(**options),
+        max_concurrency=concurrency,
+        answered=answered,
+        pieces_sink=records.extend,
+    )
+    files = list_audio(str(folder)).files
+    try:
+        result = pipeline.run(files, total=len(files))
+    finally:
+        hook.close()
+    return result, sink.rows, records
+
+
+@pytest.fixture(scope="module")
+def lecture(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lecture")
+    rec = join_sentences([SENTENCES[i % len(SENTENCES)] for i in range(45)], folder, seed=3)  # ~169 s
+    (folder / "in").mkdir()
+    return rec, write_wav(folder / "in" / "lecture.wav", rec.samples)
+
+
+def test_a_later_failing_piece_never_makes_answered_ones_paid_again(lecture, linkai_server_factory):
+    rec, wav = lecture
+    broke = linkai_server_factory(credits=2)  # the third recognition is refused: 406 (no credit), batch-fatal
+    result, [row], records = run(broke, wav.parent)
+
+    assert row["status"] == "failed" and row["error_code"] == 406 and result.fatal is not None
+    assert row["error_message"].startswith("piece 3 (")
+    assert (row["attempts"], row["chunks"]) == (3, 2)  # two answered, one refused: all true
+    assert [r.plan for r in records] == ["v1;mix;f=" + records[0].plan.rsplit("=", 1)[1]] * 2
+    assert records[0].start_s == 0.0 and records[0].end_s == records[1].start_s
+    assert broke.stats()["transcriptions_ok"] == 2
+    first_bill = broke.stats()["audio_seconds_ok"]
+    assert sum(r.audio_seconds for r in records) == pytest.approx(first_bill, abs=0.01)
+
+    # The next run resumes: only the pieces not answered are sent; the row joins all of them.
+    server = linkai_server_factory()
+    key = (row["source_uri"], row["source_fingerprint"])
+    result, [row], more = run(server, wav.parent, answered={key: records})
+    assert row["status"] == "ok" and result.pieces_reused == 2
+    segments = row["segments"]
+    assert row["chunks"] == len(segments) == 2 + server.stats()["requests_total"]
+    assert [s["text"] for s in segments[:2]] == [r.text for r in records]
+    assert segments[0]["start_s"] == 0.0 and segments[-1]["end_s"] == pytest.approx(rec.duration_s, abs=0.01)
+    assert all(a["end_s"] == b["start_s"] for a, b in zip(segments, segments[1:], strict=False))
+    # billed once, in total: the first server's two pieces and the second's rest make the recording
+    assert first_bill + server.stats()["audio_seconds_ok"] == pytest.approx(rec.duration_s, abs=0.05)
+    assert result.audio_seconds == pytest.approx(server.stats()["audio_seconds_ok"], abs=0.01)
+    assert len(more) == server.stats()["requests_total"] and row["attempts"] == len(more)
+
+
+def test_pieces_of_another_plan_are_never_joined(lecture, linkai_server_factory, tmp_path):
+    """Other form fields (a language, a model) or another channel mode: the old pieces are not reused."""
+    rec, wav = lecture
+    server = linkai_server_factory(credits=2)
+    _, [row], records = run(server, wav.parent)
+    key = (row["source_uri"], row["source_fingerprint"])
+
+    server = linkai_server_factory()
+    result, [row], _ = run(server, wav.parent, answered={key: records}, extra_fields={"language": "de"})
+    assert row["status"] == "ok" and result.pieces_reused == 0
+    assert server.stats()["audio_seconds_ok"] == pytest.approx(rec.duration_s, abs=0.05)  # all of it again
+
+    # a stereo call answered mixed is not joined with its channels sent on their own
+    call = scenes.arrange([(0, 0.5, 0), (0, SENTENCES[0], 0), (1, 0.5, 0), (1, SENTENCES[1], 0), (0, 0.5, 0)],
+                          tmp_path, channels=2)  # fmt: skip
+    scenes.write_wav(tmp_path / "call" / "call.wav", call.samples, 16000)
+    server = linkai_server_factory()
+    _, [mixed], mixed_records = run(server, tmp_path / "call", max_chunk_seconds=3.0)
+    assert mixed["status"] == "ok" and len(mixed_records) >= 2
+    key = (mixed["source_uri"], mixed["source_fingerprint"])
+    server = linkai_server_factory()
+    result, [separate], _ = run(server, tmp_path / "call", answered={key: mixed_records}, channels="separate")
+    assert separate["status"] == "ok" and result.pieces_reused == 0
+    assert [s["channel"] for s in separate["segments"]] == [0, 1]
