@@ -163,7 +163,8 @@ class _Decoder:
         try:
             named = cc.layout.name if self.channels <= MAX_CHANNELS and cc.layout.nb_channels == kept else None
             self.layout = named or self.av.AudioLayout(kept).name
-            self.resampler = self.av.AudioResampler(format="s16p", layout=self.layout, rate=self.rate)
+            # Packed s16: one array per frame, turned into (channels, n) as a view (no per-plane copies).
+            self.resampler = self.av.AudioResampler(format="s16", layout=self.layout, rate=self.rate)
         except (ValueError, self.av.error.FFmpegError) as exc:
             self.container.close()
             raise UndecodableAudioError(f"cannot decode {label!r}: {exc}") from exc
@@ -182,6 +183,9 @@ class _Decoder:
         index = 0
         last_seconds = 0.02
         first_pts: int | None = None
+        # Python floats, not Fractions: this loop runs once per packet (50 times a second for Opus).
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        channels = self.out_channels
         baseline: int | None = None  # decoder delay (priming) in samples: the lag every packet has
         demux = self.container.demux(stream)
         while True:
@@ -193,9 +197,7 @@ class _Decoder:
                 self.stopped_at, self.stop_reason = position / self.rate, str(exc)
                 break
             flush = packet.size == 0
-            seconds = (
-                float(packet.duration * packet.time_base) if packet.duration and packet.time_base is not None else None
-            )
+            seconds = packet.duration * tb if packet.duration and tb else None
             try:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError) as exc:
@@ -207,11 +209,11 @@ class _Decoder:
                 position += pad
                 index += 1
                 continue
-            if not flush and packet.pts is not None and packet.time_base is not None:
+            if not flush and packet.pts is not None and tb:
                 # A demuxer that resyncs past damage skips audio without an error: the packet's own
                 # time says how much, and that much silence keeps the timeline true.
                 first_pts = packet.pts if first_pts is None else first_pts
-                lag = round(float((packet.pts - first_pts) * packet.time_base) * self.rate) - position
+                lag = round((packet.pts - first_pts) * tb * self.rate) - position
                 if index < SETTLE_PACKETS:  # the decoder's delay (priming) shows in the first packets
                     baseline = lag if baseline is None else max(baseline, lag)
                 elif baseline is not None and lag - baseline > self.rate * SKIP_TOLERANCE_S:
@@ -222,9 +224,9 @@ class _Decoder:
             blocks: list[np.ndarray] = []
             for frame in frames:
                 frame.pts = None  # the resampler keeps its own clock; container pts may jump
-                blocks.extend(out.to_ndarray() for out in self.resampler.resample(frame))
+                blocks.extend(out.to_ndarray().reshape(-1, channels).T for out in self.resampler.resample(frame))
             if flush:
-                blocks.extend(out.to_ndarray() for out in self.resampler.resample(None))
+                blocks.extend(out.to_ndarray().reshape(-1, channels).T for out in self.resampler.resample(None))
             samples = _join(blocks, self.out_channels)
             if seconds:
                 last_seconds = seconds
