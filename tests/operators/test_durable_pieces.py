@@ -113,3 +113,49 @@ def test_pieces_of_another_plan_are_never_joined(lecture, linkai_server_factory,
     result, [separate], _ = run(server, tmp_path / "call", answered={key: mixed_records}, channels="separate")
     assert separate["status"] == "ok" and result.pieces_reused == 0
     assert [s["channel"] for s in separate["segments"]] == [0, 1]
+
+
+def test_a_kill_mid_recording_wastes_only_the_pieces_in_flight(tmp_path, lecture, linkai_server_factory):
+    """``linkai-transcribe`` SIGKILLed after four pieces of a recording were answered; the rerun sends
+    only the rest. What the server billed over both runs is the recording once, plus at most the
+    pieces that were in flight at the kill."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.operators.test_long_recordings import rows
+
+    rec, wav = lecture
+    chunk, concurrency = 15.0, 2
+    server = linkai_server_factory(latency_ms=300)
+    env = {**os.environ, "LINKAI_API_KEY": server.api_key}
+    cmd = [sys.executable, "-m", "linkai_provider.cli", str(wav.parent), str(tmp_path / "out"), "--base-url",
+           server.url, "-q", "--no-progress", "--max-chunk-seconds", str(chunk), "--max-concurrency",
+           str(concurrency)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while server.stats()["transcriptions_ok"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # requests in flight at the kill are still answered (and billed) by the server
+    first = server.stats()
+    assert first["transcriptions_ok"] >= 4 and first["transcriptions_ok"] < 11
+
+    server.reset_stats()
+    done = subprocess.run([*cmd[:-4], "--max-concurrency", "4", "-q"], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok" and summary["pieces_reused"] >= 4
+    segments = row["segments"]
+    assert segments[0]["start_s"] == 0.0 and segments[-1]["end_s"] == pytest.approx(rec.duration_s, abs=0.01)
+    assert all(a["end_s"] == b["start_s"] for a, b in zip(segments, segments[1:], strict=False))
+    second = server.stats()
+    assert second["requests_total"] == row["chunks"] - summary["pieces_reused"]
+    wasted = first["audio_seconds_ok"] + second["audio_seconds_ok"] - rec.duration_s
+    print(f"\nbilled {first['audio_seconds_ok']:.1f} s before the kill, {second['audio_seconds_ok']:.1f} s after; "
+          f"the recording is {rec.duration_s:.1f} s: {wasted:.1f} s paid twice")  # fmt: skip
+    assert -0.05 <= wasted <= concurrency * chunk * 1.15  # at most the pieces in flight

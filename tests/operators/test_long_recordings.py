@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from linkai_provider import cli
@@ -108,6 +109,43 @@ def test_413_without_splitting_is_a_short_sentence(tmp_path, capsys, linkai_serv
     assert row["error_type"] == "PayloadTooLargeError" and row["error_code"] == 413
     assert row["error_message"] == f"the API refused the upload of {wav.stat().st_size} bytes as too large (HTTP 413)"
     assert "<" not in row["error_message"]
+
+
+def test_a_413_that_states_its_limit_is_taken_at_its_word(tmp_path, capsys, linkai_server_factory, meeting):
+    """An OpenAI-style or LinkAI 413 says what the limit is: the budget goes straight there (less the
+    form's own bytes), one 413 in all, and every piece is as large as that limit allows."""
+    _, wav = meeting
+    server = linkai_server_factory(max_upload_bytes=1_500_000)  # JSON 413: "the upload limit is 1500000 bytes"
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--piece-format", "flac")
+
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok" and summary["transcribed"] == 1
+    assert server.stats()["by_status"] == {"200": row["chunks"], "413": 1}
+    sizes = [int(DIGEST.fullmatch(s["text"]).group(1)) for s in row["segments"]]
+    assert max(sizes) <= 1_500_000
+
+
+def test_a_413_for_a_small_upload_is_the_files_failure_not_a_new_limit(tmp_path, capsys, linkai_server_factory):
+    """A 413 for an upload under 1 MiB (a proxy's per-route rule, a misconfigured gateway) fails that
+    file with the server's own message; the budget is not lowered and the other files go as they are."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    voice = join_sentences([SENTENCES[0]], tmp_path, seed=1).samples
+    write_wav(folder / "a-long-voicemail.wav", np.tile(voice, 3))  # ~300 kB
+    write_wav(folder / "b-short.wav", voice[voice.size // 2 - 8000 : voice.size // 2 + 8000])  # 32 kB of speech
+    server = linkai_server_factory(max_upload_bytes=100_000)
+    summary = transcribe(capsys, server, folder, tmp_path / "out")
+
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    failed = by_name["a-long-voicemail.wav"]
+    size = (folder / "a-long-voicemail.wav").stat().st_size
+    assert (failed["status"], failed["error_code"], failed["attempts"]) == ("failed", 413, 1)
+    assert failed["error_message"] == (
+        f"the API refused the upload of {size} bytes as too large (HTTP 413): "
+        "File too large: the upload limit is 100000 bytes (97.7 KiB)"
+    )
+    assert by_name["b-short.wav"]["status"] == "ok"
+    assert "its limit is lower" not in summary["log"] and server.stats()["requests_total"] == 2
 
 
 def test_a_duration_limit_is_met_by_max_chunk_seconds(tmp_path, capsys, linkai_server_factory, meeting):
