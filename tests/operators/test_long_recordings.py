@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -452,3 +453,28 @@ def test_piece_format_is_chosen_by_the_budget():
     assert auto_piece_format(25 * 2**20, 600) == "flac"  # the defaults: 600 s of raw 16 kHz PCM is 19.2 MB
     assert auto_piece_format(12 * 2**20, 600) == "ogg"  # a lower (e.g. learned) limit: compact Opus
     assert auto_piece_format(12 * 2**20, 300) == "flac"
+
+
+def test_without_pyav_files_go_as_they_are_and_long_ones_name_the_extra(tmp_path, capsys, linkai_server, meeting,
+                                                                         monkeypatch):  # fmt: skip
+    """Without the audio extra nothing is analysed: short files are sent as they are, with their header's
+    duration; one that needs splitting is a failed row naming the extra; a WARNING says what is not checked."""
+    import sys
+
+    from tests.test_spend_control import transcribe as transcribe_logged
+
+    rec, wav = meeting
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(wav, folder / "board-meeting.wav")
+    write_wav(folder / "voicemail.wav", rec.samples[: 10 * 16000])
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    linkai_server.reset_stats()
+    summary = transcribe_logged(capsys, linkai_server, folder, tmp_path / "out", "--max-chunk-seconds", "60")
+
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    assert by_name["voicemail.wav"]["status"] == "ok" and by_name["voicemail.wav"]["audio_duration_s"] == 10.0
+    assert by_name["board-meeting.wav"]["status"] == "failed"
+    assert "pip install 'airflow-provider-linkai[audio]'" in by_name["board-meeting.wav"]["error_message"]
+    assert sum("PyAV is not installed" in line for line in summary["records"]) == 1
+    assert linkai_server.stats()["requests_total"] == 1
