@@ -90,11 +90,11 @@ class Recording:
         self.analysis: Analysis
         self.channels: list[int | None] = [None]
         self.reused: dict[int | None, list[Any]] = {None: []}
+        self._spans: list[tuple[int, int]] | None = None
 
     # -- 1 and 2: analyse and route -------------------------------------------------------------------
     def transcribe(self) -> Outcome:
         file, row = self.file, self.row
-        header = self.t.header_seconds(file, self.local)
         try:
             analysis = analyze(self.local, name=file.uri)
         except NoAudioStreamError as exc:
@@ -106,6 +106,9 @@ class Recording:
             reason = f"cannot decode {file.uri!r}: {type(exc).__name__}: {exc}; not uploaded"
             return self.t.failed(row, UnreadableFileError(reason), self.started)
         self.analysis = analysis
+        header = analysis.header_seconds
+        if header is None:
+            header = self.t.header_seconds(file, self.local)
         header_true = header is None or abs(header - analysis.seconds) <= max(
             HEADER_TOLERANCE_S, HEADER_TOLERANCE * analysis.seconds
         )
@@ -160,8 +163,14 @@ class Recording:
         if not self.settings.skip_silence:
             return True
         a = self.analysis
-        dbs = [a.mix_db] if self.channels == [None] else [a.db[ch] for ch in self.channels if ch is not None]
-        return any(speech_spans(active_frames(db)) for db in dbs)
+        if self.channels == [None]:
+            return bool(self._mix_spans())
+        return any(speech_spans(active_frames(a.db[ch])) for ch in self.channels if ch is not None)
+
+    def _mix_spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = speech_spans(active_frames(self.analysis.mix_db))
+        return self._spans
 
     def _why_not_as_it_is(self, header_true: bool) -> str | None:
         a, s, size = self.analysis, self.settings, self.file.size
@@ -184,7 +193,7 @@ class Recording:
         return None
 
     def _skippable_seconds(self) -> float:
-        spans = speech_spans(active_frames(self.analysis.mix_db))
+        spans = self._mix_spans()
         return (self.analysis.frames - sum(e - s for s, e in spans)) / 50
 
     def _ok_without_request(self, hint: str | None) -> Outcome:

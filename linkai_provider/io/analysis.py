@@ -100,6 +100,7 @@ class Analysis:
     stopped_at: float | None = None  # demuxing failed here: nothing after it could be read
     stop_reason: str | None = None
     packets: PacketTable | None = None
+    header_seconds: float | None = None  # what the header claims, when the reader saw it (plain WAV)
     identical_channels: bool = True  # every channel is the same sound (mono, or fake stereo)
     channels_differ: bool = False  # channels carry different speech (a call recorded per channel)
 
@@ -287,6 +288,7 @@ class _PlainWav:
         self.codec_name, self.format_name = "pcm_s16le", "wav"
         self.bit_rate = self.rate * 16 * self.channels
         self.video_streams, self.audio_streams = 0, 1
+        self.header_seconds: float | None = wav.getnframes() / self.rate
         self.stopped_at: float | None = None
         self.stop_reason: str | None = None
         self.errors: list[str] = []
@@ -458,6 +460,7 @@ def analyze(path: str, *, name: str | None = None) -> Analysis:
         gaps=gaps,
         stopped_at=stopped_at,
         stop_reason=stop_reason,
+        header_seconds=getattr(decoder, "header_seconds", None),
         packets=table,
         identical_channels=identical,
         channels_differ=differ,
