@@ -137,6 +137,10 @@ def test_a_kill_mid_recording_wastes_only_the_pieces_in_flight(tmp_path, lecture
     deadline = time.monotonic() + 60
     while server.stats()["transcriptions_ok"] < 4 and time.monotonic() < deadline:
         time.sleep(0.02)
+    # "Within moments": 150 ms after the server answered the fourth piece (the next ones take 300 ms)
+    # its answer has reached the client and is journaled.
+    time.sleep(0.15)
+    answered_at_kill = server.stats()["transcriptions_ok"]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.5)  # requests in flight at the kill are still answered (and billed) by the server
@@ -149,7 +153,7 @@ def test_a_kill_mid_recording_wastes_only_the_pieces_in_flight(tmp_path, lecture
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     [row] = rows(tmp_path / "out")
-    assert row["status"] == "ok" and summary["pieces_reused"] >= 4
+    assert row["status"] == "ok" and summary["pieces_reused"] >= answered_at_kill >= 4
     segments = row["segments"]
     assert segments[0]["start_s"] == 0.0 and segments[-1]["end_s"] == pytest.approx(rec.duration_s, abs=0.01)
     assert all(a["end_s"] == b["start_s"] for a, b in zip(segments, segments[1:], strict=False))
