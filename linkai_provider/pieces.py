@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 from linkai_provider.dataset import STATUS_OK, utcnow
 from linkai_provider.exceptions import LinkAIFatalError, PayloadTooLargeError, UnreadableFileError
 from linkai_provider.hooks.linkai import Transcription
-from linkai_provider.io.analysis import Analysis, NoAudioStreamError, analyze
+from linkai_provider.io.analysis import Analysis, analyze
 from linkai_provider.io.pcm import UndecodableAudioError
-from linkai_provider.io.render import CopyRenderer, PcmRenderer, Piece, PieceSpec, copy_container
-from linkai_provider.io.speech import active_frames, speech_spans
+from linkai_provider.io.render import CopyRenderer, PcmRenderer, Piece, PieceSpec
 from linkai_provider.io.splitting import (
     PieceTooLargeError,
     PlanLimits,
@@ -44,11 +43,11 @@ from linkai_provider.recording import (
     MAX_SPLIT_PASSES,
     MIN_BUDGET_BYTES,
     Outcome,
-    auto_piece_format,
     clock,
     sha256_of,
 )
 from linkai_provider.resume import PieceRecord, plan_for, reusable
+from linkai_provider.routing import Assessment
 from linkai_provider.scheduler import PRIORITY_PIECE, SchedulerCancelled
 
 if TYPE_CHECKING:
@@ -56,16 +55,6 @@ if TYPE_CHECKING:
     from linkai_provider.recording import RecordingTranscriber
 
 __all__ = ["Recording"]
-
-# A header whose duration differs from what decodes by more than this is not trusted (nor sent).
-HEADER_TOLERANCE_S = 1.0
-HEADER_TOLERANCE = 0.02
-LOSSLESS = frozenset({"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "shorten", "mp4als", "tak"})
-OPUS_MIN_BPS, OPUS_MAX_BPS = 10_000, 24_000
-
-
-def lossless(codec: str) -> bool:
-    return codec in LOSSLESS or (codec.startswith("pcm_") and codec not in ("pcm_mulaw", "pcm_alaw"))
 
 
 @dataclass
@@ -90,16 +79,14 @@ class Recording:
         self.analysis: Analysis
         self.channels: list[int | None] = [None]
         self.reused: dict[int | None, list[Any]] = {None: []}
-        self._spans: list[tuple[int, int]] | None = None
+        self.a: Assessment
 
     # -- 1 and 2: analyse and route -------------------------------------------------------------------
     def transcribe(self) -> Outcome:
         file, row = self.file, self.row
         try:
             analysis = analyze(self.local, name=file.uri)
-        except NoAudioStreamError as exc:
-            return self.t.failed(row, UnreadableFileError(f"{exc}; not uploaded"), self.started)
-        except UndecodableAudioError as exc:
+        except UndecodableAudioError as exc:  # no audio stream, or nothing that decodes
             return self.t.failed(row, UnreadableFileError(f"{exc}; not uploaded"), self.started)
         except Exception as exc:  # a decoder's surprise is this file's failure, never the batch's
             self.log.exception("Unexpected error analysing %s", file.uri)
@@ -107,27 +94,20 @@ class Recording:
             return self.t.failed(row, UnreadableFileError(reason), self.started)
         self.analysis = analysis
         header = analysis.header_seconds
-        if header is None:
-            header = self.t.header_seconds(file, self.local)
-        header_true = header is None or abs(header - analysis.seconds) <= max(
-            HEADER_TOLERANCE_S, HEADER_TOLERANCE * analysis.seconds
-        )
-        # What the API bills a file sent as it is follows its header; otherwise what decodes.
-        row["audio_duration_s"] = header if header_true and header is not None else round(analysis.seconds, 3)
-        self._describe_damage(header, header_true)
-        separate = self.settings.channels == "separate" and analysis.distinct_channels > 1
-        self.channels = list(range(analysis.distinct_channels)) if separate else [None]
-        hint = None
-        if not separate and analysis.channels_differ:
-            hint = file.uri
-        if not self._anything_to_hear():
+        self.a = a = Assessment(analysis, self.settings, header if header is not None else self.t.header_seconds(
+            file, self.local))  # fmt: skip
+        row["audio_duration_s"] = a.duration
+        self.warnings = a.warnings()
+        self.channels = a.channels
+        hint = file.uri if a.hint else None
+        if not a.anything_to_hear():
             self.warnings.append(
                 f"no speech energy in the recording ({clock(analysis.seconds)} of silence): nothing was sent"
             )
             return self._ok_without_request(hint)
         prior = self.t.answered.get((file.uri, file.fingerprint), ())
         self.reused = reusable(prior, self.channels, self.settings.extra_fields)
-        why_not = self._why_not_as_it_is(header_true)
+        why_not = a.why_not_as_it_is(file.size, self.t.budget.bytes, any(self.reused.values()))
         if why_not is None:
             try:
                 outcome = self.t.send_whole(file, self.local, row, self.started)
@@ -140,61 +120,6 @@ class Recording:
             self.log.debug("%s goes as pieces: %s", file.uri, why_not)
         outcome = self._pieces()
         return Outcome(outcome.row, outcome.fatal, True, outcome.billed_s, outcome.reused, hint)
-
-    def _describe_damage(self, header: float | None, header_true: bool) -> None:
-        a = self.analysis
-        for start, end in a.gaps:
-            self.warnings.append(f"{clock(start)}-{clock(end)} could not be decoded and is missing from the text")
-        if a.stopped_at is not None or (header is not None and not header_true and header > a.seconds):
-            if a.stopped_at is not None:
-                self.warnings.append(f"the recording's tail could not be decoded; the text stops at {clock(a.seconds)}")
-            else:
-                self.warnings.append(
-                    f"the file's header claims {clock(header or 0.0)} but its audio ends at {clock(a.seconds)} "
-                    "(a truncated copy?); the text stops there and audio_duration_s is what decodes"
-                )
-        elif header is not None and not header_true:
-            self.warnings.append(
-                f"the file's header claims {clock(header)} but it holds {clock(a.seconds)} of audio; "
-                "audio_duration_s is what decodes"
-            )
-
-    def _anything_to_hear(self) -> bool:
-        if not self.settings.skip_silence:
-            return True
-        a = self.analysis
-        if self.channels == [None]:
-            return bool(self._mix_spans())
-        return any(speech_spans(active_frames(a.db[ch])) for ch in self.channels if ch is not None)
-
-    def _mix_spans(self) -> list[tuple[int, int]]:
-        if self._spans is None:
-            self._spans = speech_spans(active_frames(self.analysis.mix_db))
-        return self._spans
-
-    def _why_not_as_it_is(self, header_true: bool) -> str | None:
-        a, s, size = self.analysis, self.settings, self.file.size
-        if any(self.reused.values()):
-            return "pieces of it were answered in an earlier try"
-        if self.channels != [None]:
-            return "its channels are sent on their own"
-        if a.video_streams:
-            return "it has a video track: only its audio is sent"
-        if a.gaps or a.stopped_at is not None:
-            return "it is damaged: only what decodes is sent"
-        if not header_true:
-            return "its header does not say how long it is"
-        if size > self.t.budget.bytes:
-            return f"{size} bytes, over the upload budget of {self.t.budget.bytes}"
-        if s.split_long_audio and a.seconds > s.max_chunk_seconds:
-            return f"{a.seconds:.0f} s, longer than max_chunk_seconds={s.max_chunk_seconds:g}"
-        if s.skip_silence and self._skippable_seconds() > 0:
-            return "it has long silences, which are not sent"
-        return None
-
-    def _skippable_seconds(self) -> float:
-        spans = self._mix_spans()
-        return (self.analysis.frames - sum(e - s for s, e in spans)) / 50
 
     def _ok_without_request(self, hint: str | None) -> Outcome:
         self.row.update(
@@ -209,19 +134,6 @@ class Recording:
         return Outcome(self.row, hint=hint)
 
     # -- 3: pieces ------------------------------------------------------------------------------------
-    def _route(self, budget: int) -> tuple[bool, str, int | None]:
-        """(copy packets, piece format, Opus bit rate) for this recording under ``budget``."""
-        a, s = self.analysis, self.settings
-        if self.channels == [None] and copy_container(a.codec) is not None:
-            return True, copy_container(a.codec)[1], None  # type: ignore[index]
-        if s.piece_format:
-            return False, s.piece_format, None
-        if lossless(a.codec):
-            return False, auto_piece_format(budget, s.max_chunk_seconds if s.split_long_audio else 0), None
-        # Lossy source, decoded: Opus at about the source's bit rate per channel, never above it.
-        per_channel = (a.bit_rate or OPUS_MAX_BPS) // max(len(self.channels), 1)
-        return False, "ogg", max(OPUS_MIN_BPS, min(OPUS_MAX_BPS, per_channel))
-
     def _pieces(self) -> Outcome:
         row, a = self.row, self.analysis
         with contextlib.suppress(OSError):
@@ -229,7 +141,7 @@ class Recording:
         try:
             for _ in range(MAX_SPLIT_PASSES):
                 budget = self.t.budget.bytes
-                copy, fmt, bit_rate = self._route(budget)
+                copy, fmt, bit_rate = self.a.piece_route(budget)
                 limits = PlanLimits(
                     self.settings.max_chunk_seconds if self.settings.split_long_audio else float("inf"), budget
                 )
@@ -424,6 +336,8 @@ class Recording:
             (r.piece.start_s, r.piece.end_s, r.piece.channel, r.answer.text.strip()) for r in self.sent if r.answer
         ]
         parts.sort(key=lambda p: (p[0], -1 if p[2] is None else p[2]))
+        if not parts:  # every channel's sound was the other party's echo: nothing was worth sending
+            self.warnings.append("no speech energy in any channel: nothing was sent")
         attempts, latency, billed = self._counts()
         if self.channels == [None]:
             text = " ".join(t for *_, t in parts if t)

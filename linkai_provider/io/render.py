@@ -22,7 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from linkai_provider.io.analysis import FRAME_S, Analysis, decode_blocks
+from linkai_provider.io.analysis import FRAME_S, Analysis
+from linkai_provider.io.decoding import decode_blocks
 from linkai_provider.io.pcm import encode_pcm, require_av
 
 __all__ = ["COPY_CONTAINERS", "CopyRenderer", "PcmRenderer", "Piece", "PieceSpec", "copy_container"]
