@@ -118,7 +118,10 @@ class Recording:
                 self.attempts += exc.attempts or 0
         else:
             self.log.debug("%s goes as pieces: %s", file.uri, why_not)
-        outcome = self._pieces()
+        try:
+            outcome = self._pieces()
+        except SchedulerCancelled:  # stopped (SIGTERM): no row; what was answered is journaled and billed
+            return Outcome(None, split=True, billed_s=self._counts()[2])
         return Outcome(outcome.row, outcome.fatal, True, outcome.billed_s, outcome.reused, hint)
 
     def _ok_without_request(self, hint: str | None) -> Outcome:
@@ -176,9 +179,9 @@ class Recording:
                     if smallest.piece.size >= MIN_BUDGET_BYTES and self.t.budget.learn(
                         smallest.piece.size, error.message
                     ):
-                        for r in refused:
-                            r.error = None  # taught the budget; planned again, smaller
-                        self.sent = [r for r in self.sent if r.answer is not None or r.error is not None]
+                        # Taught the budget: planned again, smaller. The refused attempts stay counted.
+                        self.attempts += sum(getattr(r.error, "attempts", 0) or 0 for r in refused)
+                        self.sent = [r for r in self.sent if r.answer is not None]
                         continue
                 if bad is not None:
                     return self._failed_row(bad)

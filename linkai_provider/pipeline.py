@@ -203,9 +203,9 @@ class TranscriptionPipeline:
             self.sink.append(rows)  # one journal write for the rows that finished together
         for outcome in outcomes:
             row = outcome.row
+            result.audio_seconds += outcome.billed_s  # paid also when stopped before the row was done
             if row is None:
                 continue
-            result.audio_seconds += outcome.billed_s
             result.pieces_reused += outcome.reused
             if outcome.hint is not None and not self._hinted:
                 self._hinted = True

@@ -445,6 +445,8 @@ def test_sigterm_mid_file_stops_cleans_up_and_keeps_what_finished(tmp_path, link
     requests = server.stats()["requests_total"]
     time.sleep(0.5)
     assert server.stats()["requests_total"] == requests  # nothing more was sent
+    # what the API billed is in the summary, the long file's answered pieces included
+    assert summary["audio_seconds"] == pytest.approx(server.stats()["audio_seconds_ok"], abs=0.1)
 
 
 def test_piece_format_is_chosen_by_the_budget():
