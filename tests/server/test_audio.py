@@ -10,18 +10,8 @@ import pytest
 from linkai_provider.server.audio import ACCEPTED_EXTENSIONS, describe_content, sniff, sniff_bytes
 from linkai_provider.server.audio_fixtures import AUDIO_FORMATS, normalize_words, word_error_rate
 
-FAMILY = {
-    "mp3": "mp3",
-    "mpga": "mp3",
-    "mp4": "mp4",
-    "m4a": "mp4",
-    "mpeg": "mpeg",
-    "ogg": "ogg",
-    "wav": "wav",
-    "webm": "webm",
-    "flac": "flac",
-    "amr": "amr",
-}
+FAMILY = {"mp3": "mp3", "mpga": "mp3", "mp4": "mp4", "m4a": "mp4", "mpeg": "mpeg", "ogg": "ogg", "wav": "wav",
+          "webm": "webm", "flac": "flac", "amr": "amr"}
 
 
 def test_fixture_formats_match_the_api() -> None:

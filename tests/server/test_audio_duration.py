@@ -40,12 +40,8 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Tone:
 
 
 def post(server: LinkAIServerHandle, path: Path) -> httpx.Response:
-    return httpx.post(
-        server.transcriptions_url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        files={"file": (path.name, path.read_bytes())},
-        timeout=60,
-    )
+    return httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
+                      files={"file": (path.name, path.read_bytes())}, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +65,8 @@ def test_measured_duration_is_in_the_response_header(plain_server, tones, fmt) -
 def test_unknown_duration_has_no_header_and_is_counted_apart(plain_server) -> None:
     """Sniffs as WAV (digest accepts it) but has no data chunk: neither the header nor PyAV can tell."""
     plain_server.reset_stats()
-    response = httpx.post(
-        plain_server.transcriptions_url,
-        headers={"Authorization": f"Bearer {plain_server.api_key}"},
-        files={"file": ("odd.wav", WAV_HEAD + b"\x00" * 4096)},
-    )
+    response = httpx.post(plain_server.transcriptions_url, headers={"Authorization": f"Bearer {plain_server.api_key}"},
+                          files={"file": ("odd.wav", WAV_HEAD + b"\x00" * 4096)})
     assert response.status_code == 200, response.text
     assert "X-LinkAI-Audio-Seconds" not in response.headers
     stats = plain_server.stats()

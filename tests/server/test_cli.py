@@ -18,35 +18,11 @@ from linkai_provider.server.cli import build_parser, config_from_args, parse_siz
 from linkai_provider.server.testing import start_server_process
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("linkai-server")
-FLAGS = (
-    "--host",
-    "--port",
-    "--api-key",
-    "--no-auth",
-    "--max-upload-bytes",
-    "--spool-dir",
-    "--ready-file",
-    "--engine",
-    "--model-dir",
-    "--workers",
-    "--cpu-threads",
-    "--beam-size",
-    "--seed",
-    "--latency-ms",
-    "--latency-jitter-ms",
-    "--fail-503-rate",
-    "--rate-limit-rate",
-    "--retry-after",
-    "--drop-rate",
-    "--envelope-200-rate",
-    "--allow-fault-header",
-    "--log-level",
-    "--version",
-    "--max-in-flight",
-    "--latency-ms-per-audio-second",
-    "--max-audio-seconds",
-    "--too-large-style",
-)
+FLAGS = ("--host", "--port", "--api-key", "--no-auth", "--max-upload-bytes", "--spool-dir", "--ready-file",
+         "--engine", "--model-dir", "--workers", "--cpu-threads", "--beam-size", "--seed", "--latency-ms",
+         "--latency-jitter-ms", "--fail-503-rate", "--rate-limit-rate", "--retry-after", "--drop-rate",
+         "--envelope-200-rate", "--allow-fault-header", "--log-level", "--version", "--max-in-flight",
+         "--latency-ms-per-audio-second", "--max-audio-seconds", "--too-large-style")
 
 
 def _env_without_keys() -> dict[str, str]:
@@ -72,13 +48,8 @@ def test_console_script_is_installed() -> None:
 
 
 def test_refuses_to_start_without_keys() -> None:
-    result = subprocess.run(
-        [*server_cmd(), "--engine", "digest", "--port", "0"],
-        capture_output=True,
-        text=True,
-        env=_env_without_keys(),
-        timeout=60,
-    )
+    result = subprocess.run([*server_cmd(), "--engine", "digest", "--port", "0"], capture_output=True, text=True,
+                            env=_env_without_keys(), timeout=60)
     assert result.returncode == 2
     assert "no API key configured" in result.stderr and "--no-auth" in result.stderr
 
@@ -96,13 +67,9 @@ def test_no_auth_must_be_explicit_and_then_works() -> None:
 def test_binds_loopback_by_default(tmp_path) -> None:
     assert build_parser().parse_args([]).host == "127.0.0.1"
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen(
-        [*server_cmd(), "--engine", "digest", "--port", "0", "--ready-file", str(ready)],
-        env={**os.environ, "LINKAI_SERVER_API_KEYS": "sk-x"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = subprocess.Popen([*server_cmd(), "--engine", "digest", "--port", "0", "--ready-file", str(ready)],
+                            env={**os.environ, "LINKAI_SERVER_API_KEYS": "sk-x"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while not ready.exists():
@@ -110,7 +77,8 @@ def test_binds_loopback_by_default(tmp_path) -> None:
             time.sleep(0.02)
         info = json.loads(ready.read_text())
         assert info["url"] == f"http://127.0.0.1:{info['port']}" and info["pid"] == proc.pid
-        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN]
         assert listening == [("127.0.0.1", info["port"])]
     finally:
         proc.terminate()
@@ -122,9 +90,8 @@ def test_binds_loopback_by_default(tmp_path) -> None:
 
 def test_keys_from_flags_and_env(monkeypatch) -> None:
     monkeypatch.setenv("LINKAI_SERVER_API_KEYS", " sk-env1, sk-env2 ,,")
-    config = config_from_args(
-        build_parser().parse_args(["--api-key", "sk-a", "--api-key", "sk-b", "--engine", "digest"])
-    )
+    config = config_from_args(build_parser().parse_args(["--api-key", "sk-a", "--api-key", "sk-b", "--engine",
+                                                         "digest"]))
     assert config.api_keys == ("sk-a", "sk-b", "sk-env1", "sk-env2")
 
 
@@ -132,23 +99,18 @@ def test_every_env_key_works_over_http() -> None:
     server = start_server_process(api_key="sk-main", env={"LINKAI_SERVER_API_KEYS": "sk-two,sk-three"})
     try:
         for key, status in (("sk-main", 400), ("sk-two", 400), ("sk-three", 400), ("sk-four", 401)):
-            response = httpx.post(
-                server.transcriptions_url, headers={"Authorization": f"Bearer {key}"}, files={"file": ("a.mp3", b"")}
-            )
+            response = httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {key}"},
+                                  files={"file": ("a.mp3", b"")})
             assert response.status_code == status, key
     finally:
         server.stop()
 
 
 def test_flag_values_are_checked() -> None:
-    for bad in (
-        ["--drop-rate", "1.5"],
-        ["--max-upload-bytes", "lots"],
-        ["--fail-503-rate", "0.7", "--rate-limit-rate", "0.7"],
-    ):
-        result = subprocess.run(
-            [*server_cmd(), "--engine", "digest", "--api-key", "k", *bad], capture_output=True, text=True, timeout=60
-        )
+    for bad in (["--drop-rate", "1.5"], ["--max-upload-bytes", "lots"],
+                ["--fail-503-rate", "0.7", "--rate-limit-rate", "0.7"]):
+        result = subprocess.run([*server_cmd(), "--engine", "digest", "--api-key", "k", *bad], capture_output=True,
+                                text=True, timeout=60)
         assert result.returncode == 2, bad
     assert parse_size("10MB") == 10_000_000 and parse_size("10MiB") == 10 * 1024 * 1024
     assert parse_size("104857600") == 104857600
@@ -173,9 +135,8 @@ def test_limit_flags_are_checked(bad, message, capsys) -> None:
 
 
 def test_limit_flags_reach_the_running_server() -> None:
-    server = start_server_process(
-        max_in_flight=2, latency_ms_per_audio_second=12.5, max_audio_seconds=600, too_large_style="nginx", retry_after=3
-    )
+    server = start_server_process(max_in_flight=2, latency_ms_per_audio_second=12.5, max_audio_seconds=600,
+                                  too_large_style="nginx", retry_after=3)
     try:
         health = server.healthz()
         assert health["max_in_flight"] == 2 and health["retry_after"] == 3
@@ -194,28 +155,18 @@ def test_port_in_use_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [*server_cmd(), "--engine", "digest", "--api-key", "k", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = subprocess.run([*server_cmd(), "--engine", "digest", "--api-key", "k", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_access_log_lines_never_show_the_key() -> None:
     server = start_server_process()
     try:
-        httpx.post(
-            server.transcriptions_url,
-            headers={"Authorization": f"Bearer {server.api_key}"},
-            files={"file": ("a.mp3", b"")},
-        )
-        httpx.post(
-            server.transcriptions_url,
-            headers={"Authorization": "Bearer sk-wrong-value-456"},
-            files={"file": ("a.mp3", b"")},
-        )
+        httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
+                   files={"file": ("a.mp3", b"")})
+        httpx.post(server.transcriptions_url, headers={"Authorization": "Bearer sk-wrong-value-456"},
+                   files={"file": ("a.mp3", b"")})
     finally:
         server.stop()
     log = server.log()  # kept after stop()

@@ -26,15 +26,8 @@ def test_off_by_default() -> None:
 
 
 def test_seeded_sequence_is_reproducible_and_rates_hold() -> None:
-    config = FaultConfig(
-        seed=42,
-        drop_rate=0.1,
-        fail_503_rate=0.2,
-        rate_limit_rate=0.1,
-        envelope_200_rate=0.1,
-        latency_ms=5,
-        latency_jitter_ms=10,
-    )
+    config = FaultConfig(seed=42, drop_rate=0.1, fail_503_rate=0.2, rate_limit_rate=0.1, envelope_200_rate=0.1,
+                         latency_ms=5, latency_jitter_ms=10)
     first = FaultInjector(config)
     sequence = _kinds(first, 2000)
     assert _kinds(FaultInjector(config), 2000) == sequence
@@ -42,13 +35,8 @@ def test_seeded_sequence_is_reproducible_and_rates_hold() -> None:
     assert _kinds(first, 2000) == sequence, "reset rewinds to the seed"
     assert _kinds(FaultInjector(FaultConfig(**{**config.__dict__, "seed": 43})), 2000) != sequence
     counts = Counter(sequence)
-    for kind, rate in (
-        ("drop:200", 0.1),
-        ("status:503", 0.2),
-        ("status:429", 0.1),
-        ("envelope200:200", 0.1),
-        ("ok", 0.5),
-    ):
+    for kind, rate in (("drop:200", 0.1), ("status:503", 0.2), ("status:429", 0.1), ("envelope200:200", 0.1),
+                       ("ok", 0.5)):
         assert abs(counts[kind] / 2000 - rate) < 0.04, (kind, counts)
 
 
@@ -84,9 +72,8 @@ def test_fault_header_values(value: str, expected: Fault | None) -> None:
 
 def test_fault_header_delay_and_retry_after() -> None:
     injector = FaultInjector(FaultConfig(allow_fault_header=True, latency_ms=10))
-    decision = injector.decide(
-        {"x-linkai-fault": "429", "x-linkai-fault-delay-ms": "250", "x-linkai-fault-retry-after": "9"}
-    )
+    decision = injector.decide({"x-linkai-fault": "429", "x-linkai-fault-delay-ms": "250",
+                                "x-linkai-fault-retry-after": "9"})
     assert decision.delay_s == pytest.approx(0.26)
     assert decision.fault is not None and decision.fault.retry_after == 9
 
@@ -100,7 +87,8 @@ def test_bad_fault_header_is_a_400(value: str) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"drop_rate": 1.5}, {"fail_503_rate": -0.1}, {"fail_503_rate": 0.6, "rate_limit_rate": 0.6}, {"latency_ms": -1}],
+    [{"drop_rate": 1.5}, {"fail_503_rate": -0.1}, {"fail_503_rate": 0.6, "rate_limit_rate": 0.6},
+     {"latency_ms": -1}],
 )
 def test_invalid_config(options: dict) -> None:
     with pytest.raises(ValueError):

@@ -53,11 +53,8 @@ def test_drop_is_a_transport_error_not_a_status(fault_server, payload) -> None:
         post(fault_server, payload, "drop")
     assert not isinstance(info.value, httpx.TimeoutException)
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.post(
-            fault_server.transcriptions_url,
-            files={"file": ("a.wav", payload)},
-            headers={"Authorization": f"Bearer {fault_server.api_key}", "X-LinkAI-Fault": "drop"},
-        )
+        requests.post(fault_server.transcriptions_url, files={"file": ("a.wav", payload)},
+                      headers={"Authorization": f"Bearer {fault_server.api_key}", "X-LinkAI-Fault": "drop"})
     stats = fault_server.stats()
     assert stats["dropped"] == 2 and stats["by_status"] == {} and stats["requests_total"] == 2
     assert post(fault_server, payload).status_code == 200, "the server keeps serving"
@@ -66,12 +63,8 @@ def test_drop_is_a_transport_error_not_a_status(fault_server, payload) -> None:
 def test_envelope_in_a_200(fault_server, payload) -> None:
     response = post(fault_server, payload, "envelope200")
     assert response.status_code == 200
-    assert response.json() == {
-        "success": False,
-        "code": 503,
-        "message": "API call exception, please contact customer service",
-        "data": None,
-    }
+    assert response.json() == {"success": False, "code": 503,
+                               "message": "API call exception, please contact customer service", "data": None}
 
 
 def test_non_json_bodies(fault_server, payload) -> None:
@@ -98,11 +91,8 @@ def _outcomes(server, payload: bytes, n: int) -> list[str]:
     with httpx.Client(timeout=10) as client:
         for _ in range(n):
             try:
-                response = client.post(
-                    server.transcriptions_url,
-                    files={"file": ("a.wav", payload)},
-                    headers={"Authorization": f"Bearer {server.api_key}"},
-                )
+                response = client.post(server.transcriptions_url, files={"file": ("a.wav", payload)},
+                                       headers={"Authorization": f"Bearer {server.api_key}"})
             except httpx.TransportError:
                 outcomes.append("drop")
                 continue
@@ -161,12 +151,8 @@ def test_latency_jitter_and_delay_header(linkai_server_factory, payload) -> None
     assert all(0.1 <= d < 1.0 for d in durations), durations
     started = time.perf_counter()
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            server.transcriptions_url,
-            files={"file": ("a.wav", payload)},
-            timeout=0.5,
-            headers={"Authorization": f"Bearer {server.api_key}", "X-LinkAI-Fault-Delay-Ms": "2000"},
-        )
+        httpx.post(server.transcriptions_url, files={"file": ("a.wav", payload)}, timeout=0.5,
+                   headers={"Authorization": f"Bearer {server.api_key}", "X-LinkAI-Fault-Delay-Ms": "2000"})
     assert time.perf_counter() - started < 1.5
 
 

@@ -94,9 +94,8 @@ def test_twenty_at_once_with_a_limit_of_four(hold) -> None:
         stats = server.stats()
         assert stats["admitted"] == 4 and stats["rejected_in_flight"] == 16
         # A wrong key is a 401 even when the server is full: admission comes after authentication.
-        response = httpx.post(
-            server.transcriptions_url, headers={"Authorization": "Bearer nope"}, files={"file": ("a.wav", WAV_HEAD)}
-        )
+        response = httpx.post(server.transcriptions_url, headers={"Authorization": "Bearer nope"},
+                              files={"file": ("a.wav", WAV_HEAD)})
         assert_envelope(response, 401)
 
         responses = held.release()
@@ -120,14 +119,9 @@ def test_concurrent_batch_held_by_latency_never_exceeds_the_limit() -> None:
     """20 requests fired at once, each held 300 ms by the server: whatever the timing, the
     admitted ones succeed, the others are 429s counted as in-flight rejections."""
     with start_server(max_in_flight=4, latency_ms=300) as server:
-
         def post(i: int) -> httpx.Response:
-            return httpx.post(
-                server.transcriptions_url,
-                headers=_auth(server),
-                files={"file": (f"{i}.wav", WAV_HEAD + bytes([i]) * 64)},
-                timeout=60,
-            )
+            return httpx.post(server.transcriptions_url, headers=_auth(server),
+                              files={"file": (f"{i}.wav", WAV_HEAD + bytes([i]) * 64)}, timeout=60)
 
         with ThreadPoolExecutor(max_workers=20) as pool:
             responses = list(pool.map(post, range(20)))
@@ -196,9 +190,8 @@ def test_limit_changed_while_running_tighter_then_looser(hold) -> None:
 )
 def test_bad_config_is_a_400_naming_the_problem(body, fragment) -> None:
     with start_server(max_in_flight=5) as server:
-        response = httpx.post(
-            server.url + "/_linkai/config", content=body, headers={"Content-Type": "application/json"}
-        )
+        response = httpx.post(server.url + "/_linkai/config", content=body,
+                              headers={"Content-Type": "application/json"})
         assert_envelope(response, 400, fragment)
         assert server.config() == {"max_in_flight": 5}, "a refused change changes nothing"
         with pytest.raises(ValueError, match="max_in_flight must be an integer"):

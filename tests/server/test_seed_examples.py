@@ -37,33 +37,22 @@ PYTHON_EXAMPLE = textwrap.dedent("""\
 
 # "1. CURL Request", likewise.
 CURL_EXAMPLE = [
-    "curl",
-    "https://api.linkai.cloud/v1/audio/transcriptions",
-    "-H",
-    "Authorization: Bearer YOUR_API_KEY",
-    "-H",
-    "Content-Type: multipart/form-data",
-    "-F",
-    "file=@/path/to/file/audio.mp3",
+    "curl", "https://api.linkai.cloud/v1/audio/transcriptions",
+    "-H", "Authorization: Bearer YOUR_API_KEY",
+    "-H", "Content-Type: multipart/form-data",
+    "-F", "file=@/path/to/file/audio.mp3",
 ]
 
 
 def _fill(text: str, server, path) -> str:
-    return (
-        text.replace("https://api.linkai.cloud", server.url)
-        .replace("YOUR_API_KEY", server.api_key)
-        .replace("/path/to/file/audio.mp3", str(path))
-    )
+    return (text.replace("https://api.linkai.cloud", server.url)
+            .replace("YOUR_API_KEY", server.api_key)
+            .replace("/path/to/file/audio.mp3", str(path)))
 
 
 def run_python_example(server, path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", _fill(PYTHON_EXAMPLE, server, path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = subprocess.run([sys.executable, "-c", _fill(PYTHON_EXAMPLE, server, path)],
+                            capture_output=True, text=True, timeout=120, check=True)
     return result.stdout.strip()
 
 
@@ -82,13 +71,8 @@ def test_python_example_error_branch(linkai_server, tmp_path) -> None:
 
 def test_curl_example_with_digest(linkai_server, clip) -> None:
     path = clip("the curl example", "mp3", name="audio-curl.mp3")
-    result = subprocess.run(
-        [_fill(arg, linkai_server, path) for arg in CURL_EXAMPLE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = subprocess.run([_fill(arg, linkai_server, path) for arg in CURL_EXAMPLE],
+                            capture_output=True, text=True, timeout=60, check=True)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert json.loads(result.stdout) == {"text": f"sha256:{digest} bytes:{path.stat().st_size}"}
 
@@ -97,11 +81,6 @@ def test_curl_example_with_digest(linkai_server, clip) -> None:
 def test_both_examples_with_real_recognition(whisper_server, clip) -> None:
     path = clip("Hello, I need some help with my account.", "mp3", name="audio-whisper.mp3")
     assert run_python_example(whisper_server, path) == "text=Hello, I need some help with my account."
-    result = subprocess.run(
-        [_fill(arg, whisper_server, path) for arg in CURL_EXAMPLE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = subprocess.run([_fill(arg, whisper_server, path) for arg in CURL_EXAMPLE],
+                            capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(result.stdout) == {"text": "Hello, I need some help with my account."}

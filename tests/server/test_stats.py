@@ -18,10 +18,8 @@ def test_counters(fault_server, clip) -> None:
     assert httpx.post(url, headers=auth, files={"file": ("two.ogg", two)}).status_code == 200
     assert httpx.post(url, files={"file": ("one.wav", one)}).status_code == 401
     assert httpx.post(url, headers=auth, files={"file": ("x.mp3", b"text")}).status_code == 400
-    assert (
-        httpx.post(url, headers={**auth, "X-LinkAI-Fault": "envelope200"}, files={"file": ("one.wav", one)}).status_code
-        == 200
-    )
+    assert httpx.post(url, headers={**auth, "X-LinkAI-Fault": "envelope200"},
+                      files={"file": ("one.wav", one)}).status_code == 200
     with pytest.raises(httpx.TransportError):
         httpx.post(url, headers={**auth, "X-LinkAI-Fault": "drop"}, files={"file": ("one.wav", one)})
     httpx.get(fault_server.url + "/healthz")  # not counted

@@ -74,12 +74,8 @@ def test_content_length_precheck(server) -> None:
 
 def test_httpx_upload_with_content_length(server) -> None:
     style = server.healthz()["too_large_style"]
-    response = httpx.post(
-        server.transcriptions_url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        files={"file": ("big.wav", WAV_HEAD + b"\x00" * (3 * MiB))},
-        timeout=60,
-    )
+    response = httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
+                          files={"file": ("big.wav", WAV_HEAD + b"\x00" * (3 * MiB))}, timeout=60)
     assert_too_large(response, style)
 
 
@@ -102,20 +98,15 @@ def test_chunked_upload_hits_the_streaming_limit(server) -> None:
 
 
 def test_under_the_limit_is_unaffected(server) -> None:
-    response = httpx.post(
-        server.transcriptions_url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        files={"file": ("small.wav", WAV_HEAD + b"\x00" * 1024)},
-    )
+    response = httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
+                          files={"file": ("small.wav", WAV_HEAD + b"\x00" * 1024)})
     assert response.status_code == 200, response.text
 
 
 def test_forced_413_fault_stays_in_the_envelope() -> None:
     """Only the upload limit speaks nginx; an injected 413 is the API's own envelope."""
     with start_server(too_large_style="nginx", allow_fault_header=True) as handle:
-        response = httpx.post(
-            handle.transcriptions_url,
-            headers={"Authorization": f"Bearer {handle.api_key}", "X-LinkAI-Fault": "413"},
-            files={"file": ("a.wav", WAV_HEAD)},
-        )
+        response = httpx.post(handle.transcriptions_url,
+                              headers={"Authorization": f"Bearer {handle.api_key}", "X-LinkAI-Fault": "413"},
+                              files={"file": ("a.wav", WAV_HEAD)})
         assert_envelope(response, 413)

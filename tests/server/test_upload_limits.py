@@ -18,10 +18,8 @@ from .test_http_errors import assert_envelope
 
 MiB = 1024 * 1024
 BOUNDARY = "linkai-test-boundary"
-PART_HEAD = (
-    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
-    "Content-Type: audio/wav\r\n\r\n"
-).encode()
+PART_HEAD = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+             "Content-Type: audio/wav\r\n\r\n").encode()
 PART_TAIL = f"\r\n--{BOUNDARY}--\r\n".encode()
 # A WAV header makes the content sniff as audio; the digest engine does not decode it.
 WAV_HEAD = b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00}\x00\x00\x02\x00\x10\x00"
@@ -74,23 +72,20 @@ def _auth(server) -> dict[str, str]:
 
 def test_over_the_limit_is_413_with_the_limit_in_the_message(small_limit_server) -> None:
     data = WAV_HEAD + b"\x00" * (2 * MiB)
-    response = httpx.post(
-        small_limit_server.transcriptions_url, headers=_auth(small_limit_server), files={"file": ("big.wav", data)}
-    )
+    response = httpx.post(small_limit_server.transcriptions_url, headers=_auth(small_limit_server),
+                          files={"file": ("big.wav", data)})
     assert_envelope(response, 413, "upload limit is 1048576 bytes (1 MiB)")
 
 
 def test_exactly_at_the_limit_is_accepted(small_limit_server) -> None:
     data = WAV_HEAD + b"\x01" * (MiB - len(WAV_HEAD))
-    response = httpx.post(
-        small_limit_server.transcriptions_url, headers=_auth(small_limit_server), files={"file": ("edge.wav", data)}
-    )
+    response = httpx.post(small_limit_server.transcriptions_url, headers=_auth(small_limit_server),
+                          files={"file": ("edge.wav", data)})
     assert response.status_code == 200
     assert response.json()["text"] == f"sha256:{hashlib.sha256(data).hexdigest()} bytes:{MiB}"
     over = data + b"\x01"
-    response = httpx.post(
-        small_limit_server.transcriptions_url, headers=_auth(small_limit_server), files={"file": ("edge.wav", over)}
-    )
+    response = httpx.post(small_limit_server.transcriptions_url, headers=_auth(small_limit_server),
+                          files={"file": ("edge.wav", over)})
     assert response.status_code == 413
 
 
@@ -98,11 +93,9 @@ def test_content_length_over_the_limit_is_refused_before_any_body(small_limit_se
     """The 413 arrives although not a single body byte was sent."""
     with socket.create_connection((small_limit_server.host, small_limit_server.port), timeout=5) as sock:
         sock.sendall(
-            (
-                f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                f"{small_limit_server.api_key}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                f"Content-Length: {2 * 1024**3}\r\n\r\n"
-            ).encode()
+            (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+             f"{small_limit_server.api_key}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+             f"Content-Length: {2 * 1024**3}\r\n\r\n").encode()
         )
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
@@ -113,23 +106,9 @@ def test_curl_with_expect_100_continue_gets_413_without_uploading(small_limit_se
     big = tmp_path / "big.wav"
     big.write_bytes(WAV_HEAD + b"\x00" * (20 * MiB))
     result = subprocess.run(
-        [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_upload}",
-            small_limit_server.transcriptions_url,
-            "-H",
-            f"Authorization: Bearer {small_limit_server.api_key}",
-            "-F",
-            f"file=@{big}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", small_limit_server.transcriptions_url,
+         "-H", f"Authorization: Bearer {small_limit_server.api_key}", "-F", f"file=@{big}"],
+        capture_output=True, text=True, timeout=60, check=True,
     )
     status, uploaded = result.stdout.split()
     assert status == "413"
@@ -144,10 +123,9 @@ def test_huge_streamed_upload_is_refused_early_without_memory_growth() -> None:
     try:
         with RssSampler(server.pid) as rss, socket.create_connection((server.host, server.port), timeout=30) as sock:
             sock.sendall(
-                (
-                    f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.api_key}\r\n"
-                    f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n"
-                ).encode()
+                (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.api_key}\r\n"
+                 f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 ).encode()
             )
             sent, answer = 0, b""
             chunks = [PART_HEAD + WAV_HEAD] + [block(i) for i in range(300)]

@@ -34,13 +34,8 @@ OTHER_LANGUAGES = {
 
 
 def transcribe(server, path, **fields: str) -> str:
-    response = httpx.post(
-        server.transcriptions_url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        files={"file": path.open("rb")},
-        data=fields,
-        timeout=120,
-    )
+    response = httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
+                          files={"file": path.open("rb")}, data=fields, timeout=120)
     assert response.status_code == 200, response.text
     return response.json()["text"]
 
@@ -87,10 +82,8 @@ def test_cpu_time_per_audio_second(whisper_server, clip) -> None:
         transcribe(whisper_server, path, language="en")
     after, wall = me.cpu_times(), time.perf_counter() - wall
     cpu = (after.user - before.user) + (after.system - before.system)
-    print(
-        f"\nwhisper base int8: {cpu / audio_s:.2f} CPU-s and {wall / audio_s:.2f} wall-s per audio second "
-        f"({audio_s:.1f} s of audio)"
-    )
+    print(f"\nwhisper base int8: {cpu / audio_s:.2f} CPU-s and {wall / audio_s:.2f} wall-s per audio second "
+          f"({audio_s:.1f} s of audio)")
     assert cpu / audio_s < 3.0
 
 
