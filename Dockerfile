@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Images of docker-compose.yaml, built from this repository:
-#   target "airflow"        apache/airflow with airflow-provider-linkai[s3,gcs,analytics]
+#   target "airflow"        apache/airflow with airflow-provider-linkai[s3,gcs,analytics,audio]
 #   target "linkai-server"  the same plus the [server] extra: the local LinkAI endpoint (offline
 #                           Whisper recognizer) and espeak-ng, which speaks the stack's sample audio
 # Build one by hand: docker build --target airflow -t airflow-provider-linkai:local .
@@ -11,7 +11,7 @@ ARG AIRFLOW_VERSION
 COPY --chown=airflow:0 pyproject.toml README.md /opt/linkai/
 COPY --chown=airflow:0 linkai_provider /opt/linkai/linkai_provider
 # Airflow is pinned on the same command line so that resolving the extras can never move it.
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/linkai[s3,gcs,analytics]"
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/linkai[s3,gcs,analytics,audio]"
 
 FROM airflow AS linkai-server
 ARG AIRFLOW_VERSION

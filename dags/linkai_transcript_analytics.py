@@ -67,10 +67,11 @@ SELECT
     coalesce(d.failed, 0)::BIGINT AS failed,
     coalesce(r.failure_reasons, []) AS failure_reasons,
     coalesce(d.words, 0)::BIGINT AS words,
-    d.audio_seconds::DOUBLE AS audio_seconds,
+    -- milliseconds: a float sum prints as 5806.494124999999
+    round(d.audio_seconds, 3)::DOUBLE AS audio_seconds,
     coalesce(d.files_with_duration, 0)::BIGINT AS files_with_duration,
     coalesce(d.bytes, 0)::BIGINT AS bytes,
-    coalesce(a.audio_seconds_billed, 0)::DOUBLE AS audio_seconds_billed,
+    round(coalesce(a.audio_seconds_billed, 0), 3)::DOUBLE AS audio_seconds_billed,
     a.attempt_rows::BIGINT AS attempt_rows,
     a.first_transcribed_at,
     a.last_transcribed_at,

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +22,14 @@ import httpx
 import tenacity
 
 from linkai_provider.exceptions import (
+    InsufficientCreditsError,
     LinkAIConnectionError,
     LinkAIError,
     LinkAITimeoutError,
     LinkAITransientError,
     MalformedResponseError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
     RateLimitError,
     UnreadableFileError,
     error_for_status,
@@ -124,34 +128,171 @@ def _snippet(text: str) -> str:
     return text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
 
 
-def parse_response(response: httpx.Response, redact: Callable[[str], str] = lambda s: s) -> str:
+@dataclass(frozen=True)
+class ErrorBody:
+    """The error an answer's body states, in whichever dialect it came."""
+
+    message: str | None = None
+    code: int | None = None  # a numeric code (LinkAI's envelope; some OpenAI-compatible servers)
+    api_code: str | None = None  # a named code (OpenAI's ``error.code``, e.g. ``model_not_found``)
+    type: str | None = None
+    param: str | None = None
+    data: Any = None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def error_body(body: Any) -> ErrorBody | None:
+    """Read the error a JSON body states, or ``None`` when it states none.
+
+    Dialects: LinkAI's envelope ``{"success": false, "code", "message", "data"}``; OpenAI's
+    ``{"error": {"message", "type", "code", "param"}}`` (also ``{"error": "message"}``); and the
+    ``{"detail": "..."}`` of FastAPI-based OpenAI-compatible servers.
+    """
+    if not isinstance(body, dict):
+        return None
+    if body.get("success") is not False and isinstance(body.get("text"), str):
+        return None  # a transcript
+    if body.get("success") is False:
+        code = body.get("code")
+        return ErrorBody(
+            message=_as_str(body.get("message")),
+            code=_as_int(code),
+            api_code=None if _as_int(code) is not None else _as_str(code),
+            data=body.get("data"),
+        )
+    error = body.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        return ErrorBody(
+            message=_as_str(error.get("message")),
+            code=_as_int(code),
+            api_code=None if _as_int(code) is not None else _as_str(code),
+            type=_as_str(error.get("type")),
+            param=_as_str(error.get("param")),
+        )
+    if _as_str(error):
+        return ErrorBody(message=error)
+    if _as_str(body.get("detail")):
+        return ErrorBody(message=body["detail"])
+    return None
+
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _text_message(response: httpx.Response) -> str:
+    """The message of a non-JSON answer: an HTML page's title (a proxy's error page), else its start."""
+    text = response.text
+    title = _HTML_TITLE.search(text) if "<" in text else None
+    if title and title.group(1).strip():
+        return " ".join(title.group(1).split())
+    return _snippet(text) or response.reason_phrase or "no message"
+
+
+_UNITS = {
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
+_LIMIT = re.compile(
+    r"\b(?:limit|max(?:imum)?|at most|up to|exceed(?:s|ed)?|larger than)\b\D{0,40}?"
+    r"(\d+(?:,\d{3})*(?:\.\d+)?)\s*(bytes?|[kmg]i?b|[kmg]|b)?\b",
+    re.IGNORECASE,
+)
+
+
+def parse_limit_bytes(message: str | None) -> int | None:
+    """The upload limit a 413's message states, in bytes, or ``None``.
+
+    ``"Maximum content size limit (26214400) exceeded (26420683 bytes read)"`` (OpenAI) gives
+    26214400; ``"the upload limit is 1048576 bytes (1 MiB)"`` 1048576; ``"Max file size is 25 MB"``
+    25000000 (decimal units are taken as written: the lower reading is the safe one); nginx's
+    "413 Request Entity Too Large" none. A figure under 1 KiB is no upload limit and is ignored.
+    """
+    if not message:
+        return None
+    match = _LIMIT.search(message)
+    if match is None:
+        return None
+    value = float(match.group(1).replace(",", "")) * _UNITS[(match.group(2) or "").lower()]
+    return int(value) if value >= 1024 else None
+
+
+_MODEL_MISSING = re.compile(r"\bmodel\b.*\b(?:does not exist|not found|not exist|unknown|not available)", re.I)
+_MODEL_NAME = re.compile(r"\bmodel\s*[`'\"]([^`'\"]+)[`'\"]", re.IGNORECASE)
+
+
+def _is_model_not_found(status: int, err: ErrorBody) -> bool:
+    if err.api_code == "model_not_found":
+        return True
+    if status != 404:
+        return False  # any other 404 (a wrong URL, "Invalid URL (POST /v1/...)") stays what it is
+    return err.param == "model" or bool(err.message and _MODEL_MISSING.search(err.message))
+
+
+def _error_class(status: int, err: ErrorBody) -> type[LinkAIError]:
+    if err.api_code == "insufficient_quota":  # OpenAI says so with a 429, which no retry can cure
+        return InsufficientCreditsError
+    if status >= 400:
+        return error_for_status(status)
+    return error_for_status(err.code or 500)
+
+
+def parse_response(
+    response: httpx.Response, redact: Callable[[str], str] = lambda s: s, *, model: str | None = None
+) -> str:
     """Return the transcript of a response or raise the error it stands for.
 
-    The error envelope ``{"success": false, "code", "message", "data"}`` is honoured wherever it
-    appears, an HTTP 200 body included; there its ``code`` picks the class.
+    An error body is read in LinkAI's envelope and in OpenAI's dialect (see :func:`error_body`),
+    wherever it appears, an HTTP 200 body included; there its numeric ``code`` picks the class.
+    Otherwise the HTTP status does, but for two named codes: ``model_not_found`` (or a 404 that
+    blames the model) is :class:`ModelNotFoundError`, naming the model (from the answer, else
+    ``model``: the field sent); ``insufficient_quota`` is :class:`InsufficientCreditsError`.
     """
     status = response.status_code
     try:
         body: Any = response.json()
     except ValueError:
         body = None
-    envelope = body if isinstance(body, dict) and body.get("success") is False else None
+    err = error_body(body)
 
-    if status >= 400 or envelope is not None:
-        code = envelope.get("code") if envelope is not None else None
-        code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        message = envelope.get("message") if envelope is not None else None
-        if not isinstance(message, str) or not message:
-            message = _snippet(response.text) or response.reason_phrase or "no message"
-        cls = error_for_status(status if status >= 400 else (code or 500))
-        kwargs: dict[str, Any] = {
+    if status >= 400 or err is not None:
+        err = err or ErrorBody()
+        message = err.message or _text_message(response)
+        common: dict[str, Any] = {
             "status_code": status,
-            "code": code,
-            "data": envelope.get("data") if envelope is not None else None,
+            "code": err.code,
+            "data": err.data,
+            "type": err.type,
+            "api_code": err.api_code,
+            "param": err.param,
         }
+        if _is_model_not_found(status, err):
+            named = _MODEL_NAME.search(message)
+            name = named.group(1) if named else model
+            if name and name not in message:
+                message = f"{message} (model {name!r})"
+            raise ModelNotFoundError(redact(message), model=name, **common)
+        cls = _error_class(status, err)
         if cls is RateLimitError:
-            kwargs["retry_after"] = parse_retry_after(response.headers.get("retry-after"))
-        raise cls(redact(message), **kwargs)
+            raise RateLimitError(
+                redact(message), retry_after=parse_retry_after(response.headers.get("retry-after")), **common
+            )
+        if cls is PayloadTooLargeError:
+            raise PayloadTooLargeError(redact(message), limit_bytes=parse_limit_bytes(message), **common)
+        raise cls(redact(message), **common)
 
     if body is None:
         raise MalformedResponseError(

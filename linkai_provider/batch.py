@@ -15,7 +15,7 @@ from typing import Any
 from linkai_provider.dataset import completed_keys
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import Listing, list_audio
-from linkai_provider.io.storage import resolve
+from linkai_provider.io.storage import preflight, resolve
 from linkai_provider.journal import CompactionResult, Journal, WriterIdentity
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
 from linkai_provider.planning import Budget, Plan, dry_run_report, plan_batch, summarize
@@ -107,6 +107,8 @@ class Batch:
 
     def run(self) -> BatchOutcome:
         opts = self.options
+        # every storage URL against its connection (provider installed, the right store) before any request
+        preflight(self._storage_urls())
         listing = list_audio(self.source, self.source_conn_id)
         fs, root = resolve(self.destination, self.destination_conn_id)
         destination = fs.unstrip_protocol(root)
@@ -156,6 +158,13 @@ class Batch:
                 opts.budget.max_audio_seconds,
             )
         return BatchOutcome(summary, plan, result)
+
+    def _storage_urls(self) -> list[tuple[str, str | None]]:
+        sources = [self.source] if isinstance(self.source, str) else list(self.source)
+        urls = [(str(s), self.source_conn_id) for s in sources] + [(self.destination, self.destination_conn_id)]
+        if self.incremental_scope:
+            urls.append((self.incremental_scope, self.destination_conn_id))
+        return urls
 
     def _progress_callback(self) -> Callable[[BatchResult], None] | None:
         report = self.on_progress

@@ -11,6 +11,7 @@ from an Airflow connection with ``--conn-id``. Storage credentials come from fss
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -76,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
     p.add_argument("--max-retries", type=int, help="retries of transient errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the JSON summary on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only (stdout: the summary)"
+    )
     return p
 
 
@@ -178,17 +181,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _logs_to_stderr(level: int) -> None:
+    """Every log line to stderr, so stdout carries only the JSON summary (``-q | jq`` works).
+
+    Importing Airflow points both logging systems at stdout: the standard library's root handler,
+    and structlog, which the hook's ``self.log`` (Airflow's ``LoggingMixin``: the retry warnings)
+    writes through without the standard library. Both are sent to the root handler on stderr.
+    """
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.format_exc_info, structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # stdout carries only the JSON summary (importing Airflow points logging at stdout: take it back)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    _logs_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     try:
-        summary = run(args)
+        # Airflow's structlog loggers (e.g. the Amazon provider's, reading an `aws` connection) print to
+        # stdout whatever logging says: during the run stdout is stderr, so stdout is the summary alone
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run(args)
     except (FileNotFoundError, PermissionError, ValueError) as exc:
         print(f"linkai-transcribe: {exc}", file=sys.stderr)
         return 2

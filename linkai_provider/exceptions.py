@@ -2,8 +2,11 @@
 
 Every error the provider raises derives from ``LinkAIError`` (an ``AirflowException``) and
 carries ``status_code`` (HTTP status, ``None`` when no answer came), ``code`` (the API envelope's
-``code``, or the status) and ``message`` (the API's message or a local reason) as attributes.
-The three branches are the operator's error policy::
+numeric ``code``, or the status) and ``message`` (the API's message or a local reason) as
+attributes. Answers in OpenAI's dialect (``{"error": {"message", "type", "code", "param"}}``) add
+``type`` (e.g. ``invalid_request_error``), ``api_code`` (OpenAI's code is a name, e.g.
+``model_not_found``; ``code`` stays a number because the dataset's ``error_code`` column is one)
+and ``param``. The three branches are the operator's error policy::
 
     LinkAIError
     ├── LinkAIConfigurationError      connection unusable (no key, bad extra): raised before any call
@@ -16,7 +19,7 @@ The three branches are the operator's error policy::
     ├── LinkAIFileError               per-file: recorded as a failed row, the batch goes on
     │   ├── InvalidRequestError       400 invalid request format (bad or unsupported audio)
     │   ├── ContentModerationError    409 content moderation failed
-    │   ├── PayloadTooLargeError      413
+    │   ├── PayloadTooLargeError      413 (``limit_bytes`` when the message states the limit)
     │   ├── MalformedResponseError    answer is not JSON, or JSON without ``text``
     │   └── UnreadableFileError       local: file missing, unreadable, unsupported, over the size limit
     ├── LinkAIFatalError              batch-fatal: stop sending, keep finished rows, fail the task
@@ -25,7 +28,8 @@ The three branches are the operator's error policy::
     │   ├── PermissionDeniedError     403 no access permission
     │   ├── InsufficientCreditsError  406 insufficient account credits
     │   ├── PlanNotSupportedError     408 API needs the Pro plan or above
-    │   └── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
+    │   ├── EndpointNotFoundError     404/405: the base URL serves no LinkAI API
+    │   └── ModelNotFoundError        ``model_not_found``: the ``model`` field names a model the API lacks
     └── PartialBatchError             raised by the operator after the batch: some files failed
 """
 
@@ -50,6 +54,7 @@ __all__ = [
     "LinkAITimeoutError",
     "LinkAITransientError",
     "MalformedResponseError",
+    "ModelNotFoundError",
     "PayloadTooLargeError",
     "PartialBatchError",
     "PermissionDeniedError",
@@ -77,6 +82,9 @@ class LinkAIError(AirflowException):
         code: int | None = None,
         data: Any = None,
         attempts: int = 0,
+        type: str | None = None,  # the name OpenAI's error object gives it
+        api_code: str | None = None,
+        param: str | None = None,
     ) -> None:
         self.message = message or self.default_message
         # AirflowException types status_code as an HTTPStatus for its REST API; here it is the answer's
@@ -84,15 +92,32 @@ class LinkAIError(AirflowException):
         self.code = code if code is not None else status_code
         self.data = data
         self.attempts = attempts
+        #: the error's kind as an OpenAI-style API names it (``error.type``), e.g. ``invalid_request_error``
+        self.type = type
+        #: the API's own code when it is a name (OpenAI's ``error.code``), e.g. ``model_not_found``
+        self.api_code = api_code
+        #: the request parameter the API blames (OpenAI's ``error.param``), e.g. ``model``
+        self.param = param
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        where = f"HTTP {self.status_code}" if self.status_code is not None else "no HTTP answer"
-        code = f", code {self.code}" if self.code is not None and self.code != self.status_code else ""
-        return f"{self.message} ({where}{code})"
+        parts = [f"HTTP {self.status_code}" if self.status_code is not None else "no HTTP answer"]
+        if self.code is not None and self.code != self.status_code:
+            parts.append(f"code {self.code}")
+        if self.api_code or self.type:
+            parts.append(str(self.api_code or self.type))
+        return f"{self.message} ({', '.join(parts)})"
 
     def _state(self) -> dict[str, Any]:
-        return {"status_code": self.status_code, "code": self.code, "data": self.data, "attempts": self.attempts}
+        return {
+            "status_code": self.status_code,
+            "code": self.code,
+            "data": self.data,
+            "attempts": self.attempts,
+            "type": self.type,
+            "api_code": self.api_code,
+            "param": self.param,
+        }
 
     def __reduce__(self):  # keep attributes across pickling (multiprocessing, task results)
         return (_rebuild, (type(self), self.message, self._state()), {"content_sha256": self.content_sha256})
@@ -152,7 +177,18 @@ class ContentModerationError(LinkAIFileError):
 
 
 class PayloadTooLargeError(LinkAIFileError):
+    """413: ``message`` is the server's own (a proxy's page is reduced to its title), and
+    ``limit_bytes`` the limit it states, e.g. 26214400 for OpenAI's "Maximum content size limit
+    (26214400) exceeded"; ``None`` when it states none (nginx's page)."""
+
     default_message = "File too large for LinkAI"
+
+    def __init__(self, message: str | None = None, *, limit_bytes: int | None = None, **kw: Any) -> None:
+        self.limit_bytes = limit_bytes
+        super().__init__(message, **kw)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "limit_bytes": self.limit_bytes}
 
 
 class MalformedResponseError(LinkAIFileError):
@@ -190,6 +226,21 @@ class PlanNotSupportedError(LinkAIFatalError):
 
 class EndpointNotFoundError(LinkAIFatalError):
     default_message = "No LinkAI transcription endpoint at this URL"
+
+
+class ModelNotFoundError(LinkAIFatalError):
+    """The API does not serve the model the request named (``model_not_found``): a configuration
+    error, fatal to the batch because every file would get the same answer. ``model`` is the
+    model's name, from the answer or else the ``model`` field sent (``None`` if neither names it)."""
+
+    default_message = "The requested model does not exist at this endpoint"
+
+    def __init__(self, message: str | None = None, *, model: str | None = None, **kw: Any) -> None:
+        self.model = model
+        super().__init__(message, **kw)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "model": self.model}
 
 
 class PartialBatchError(LinkAIError):

@@ -58,3 +58,63 @@ def test_clear_errors_and_exit_codes(tmp_path, linkai_server):
     (tmp_path / "wavs" / "call-00000.wav").rename(tmp_path / "a.wav")
     wrong = transcribe(str(tmp_path / "a.wav"), str(tmp_path / "out"), "--base-url", linkai_server.url, key="sk-bad")
     assert wrong.returncode == 3 and "Authentication failed" in json.loads(wrong.stdout)["fatal"]
+
+
+def test_quiet_leaves_only_json_on_stdout_while_retrying(tmp_path, speech, linkai_server_factory):
+    """``-q | jq``: the hook's retry warnings (Airflow's structlog logger) go to stderr, not stdout."""
+    server = linkai_server_factory(fail_503_rate=0.5, seed=6)  # the 2nd request of the sequence is a 503
+    (tmp_path / "in").mkdir()
+    for name in ("clip_00.mp3", "clip_01.mp4"):
+        shutil.copy(speech.dir / name, tmp_path / "in" / name)
+
+    done = transcribe(str(tmp_path / "in"), str(tmp_path / "out"), "--base-url", server.url, "-q",
+                      "--max-concurrency", "1", key=server.api_key)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    summary = json.loads(done.stdout)  # what jq reads
+    assert (summary["transcribed"], summary["requests"]) == (2, 3)
+    assert server.stats()["by_status"] == {"200": 2, "503": 1}
+    assert "attempt 1 failed (API call exception" in done.stderr and "retrying in" in done.stderr
+
+
+def test_model_not_found_stops_the_batch_and_names_the_model(tmp_path, speech, linkai_server_factory):
+    server = linkai_server_factory(error_style="openai", models=("whisper-1",))
+    shutil.copytree(speech.dir, tmp_path / "in")
+
+    done = transcribe(str(tmp_path / "in"), str(tmp_path / "out"), "--base-url", server.url, "-q",
+                      "--max-concurrency", "1", "--field", "model=whisper-9", key=server.api_key)  # fmt: skip
+
+    assert done.returncode == 3, done.stderr
+    summary = json.loads(done.stdout)
+    assert "The model `whisper-9` does not exist" in summary["fatal"]
+    assert server.stats()["requests_total"] == 1  # batch-fatal: nothing more was sent
+    [row] = read_rows(fsspec.filesystem("file"), str(tmp_path / "out")).to_pylist()
+    assert (row["status"], row["error_type"], row["error_code"]) == ("failed", "ModelNotFoundError", 404)
+    assert "whisper-9" in row["error_message"]
+
+
+def test_symlinks_in_a_source_folder_are_followed(tmp_path, speech, linkai_server):
+    """A linked file and a linked folder are transcribed; a loop and a broken link are named and counted."""
+    src, outside = tmp_path / "calls", tmp_path / "archive" / "2026"
+    (src / "real").mkdir(parents=True)
+    outside.mkdir(parents=True)
+    shutil.copy(speech.dir / "clip_00.mp3", src / "real" / "a.mp3")
+    shutil.copy(speech.dir / "clip_01.mp4", outside / "b.mp4")
+    shutil.copy(speech.dir / "clip_02.mpeg", tmp_path / "c.mpeg")
+    (src / "linked.mpeg").symlink_to(tmp_path / "c.mpeg")
+    (src / "archive").symlink_to(outside, target_is_directory=True)
+    (src / "real" / "loop").symlink_to("..", target_is_directory=True)
+    (src / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    linkai_server.reset_stats()
+
+    done = transcribe(str(src), str(tmp_path / "out"), "--base-url", linkai_server.url, "-q", key=linkai_server.api_key)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["transcribed"] == 3 and linkai_server.stats()["requests_total"] == 3
+    rows = read_rows(fsspec.filesystem("file"), str(tmp_path / "out")).to_pylist()
+    assert sorted(r["source_uri"].removeprefix(f"file://{src}/") for r in rows) == [
+        "archive/b.mp4", "linked.mpeg", "real/a.mp3"
+    ]  # fmt: skip
+    assert f"Not following {src}/real/loop -> ..: a loop back to {src}" in done.stderr
+    assert f"Skipping {src}/gone.wav: a broken symbolic link" in done.stderr

@@ -31,6 +31,7 @@ from linkai_provider.exceptions import (
     LinkAIError,
     LinkAIFatalError,
     LinkAITransientError,
+    ModelNotFoundError,
     PayloadTooLargeError,
     UnreadableFileError,
 )
@@ -303,7 +304,7 @@ class LinkAIHook(BaseHook):
                 )
             except httpx.TransportError as exc:
                 raise translate_transport_error(exc, self._redact) from exc
-            return parse_response(response, self._redact)
+            return parse_response(response, self._redact, model=fields.get("model"))
         except BaseException as exc:
             error = exc
             raise
@@ -345,7 +346,8 @@ class LinkAIHook(BaseHook):
         Uploads an empty ``.wav``: a LinkAI server checks the key first (401 on a wrong key), then
         rejects the empty file with 400 before any recognition runs. So 400 means "reachable, key
         accepted"; 401/402/403/406/408 name what is wrong with the account; a transport error means
-        the host cannot be reached; 404 means the URL serves no LinkAI API.
+        the host cannot be reached; 404 means the URL serves no LinkAI API, but ``model_not_found``
+        that the ``model`` of ``extra_fields`` is not served there.
         """
         try:
             cfg = self.config
@@ -359,6 +361,8 @@ class LinkAIHook(BaseHook):
             )
         except LinkAIConfigurationError as exc:
             return False, exc.message
+        except ModelNotFoundError as exc:
+            return False, f"{cfg.endpoint} does not serve the model {exc.model!r} (extra_fields 'model'): {exc}"
         except EndpointNotFoundError as exc:
             return False, f"{cfg.endpoint} is not a LinkAI transcription endpoint: {exc}"
         except LinkAIFatalError as exc:

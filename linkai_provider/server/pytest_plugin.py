@@ -10,7 +10,8 @@ Registered through the ``pytest11`` entry point, so any project with
 ``linkai_server_factory`` (function scope)
     ``linkai_server_factory(**options)`` starts a server with its own options (fault
     injection, limits such as ``max_in_flight=4``, ``latency_ms_per_audio_second=250``,
-    ``max_audio_seconds=600``, ``too_large_style="nginx"``, ``engine="whisper"``;
+    ``max_audio_seconds=600``, ``too_large_style="nginx"``, ``error_style="openai"``,
+    ``models=("whisper-1",)``, ``engine="whisper"``;
     ``process=True`` for a child process); every server it started is stopped when the test
     ends.
 

@@ -18,7 +18,8 @@ Two ways, one handle API (:class:`LinkAIServerHandle`):
 
 Keyword options are the server's flags with underscores (``latency_ms``, ``drop_rate``,
 ``allow_fault_header``, ``max_upload_bytes``, ``max_in_flight``, ``latency_ms_per_audio_second``,
-``max_audio_seconds``, ``too_large_style``, ...); ``handle.configure(max_in_flight=2)`` changes
+``max_audio_seconds``, ``too_large_style``, ``error_style``, ``models``, ...);
+``handle.configure(max_in_flight=2)`` changes
 the in-flight limit of a running server. This module imports only the standard
 library; the server itself is imported when one is started.
 """
@@ -279,6 +280,8 @@ def start_server_process(
         if value is None or value is False:
             continue
         cmd.append("--" + name.replace("_", "-"))
+        if isinstance(value, (list, tuple)):  # e.g. models=("whisper-1", "tiny") -> --models whisper-1,tiny
+            value = ",".join(map(str, value))
         if value is not True:
             cmd.append(str(value))
     child_env = {**os.environ, **(env or {})}

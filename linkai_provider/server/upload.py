@@ -71,9 +71,17 @@ class TooLargeError(ApiError):
     """The upload is over ``--max-upload-bytes`` (answered in the ``--too-large-style``)."""
 
 
-def too_large(limit: int) -> TooLargeError:
-    """The 413 answer; its message states the limit so users know what to change."""
-    return TooLargeError(413, f"File too large: the upload limit is {limit} bytes ({human_bytes(limit)})")
+def too_large(limit: int, received: int) -> TooLargeError:
+    """The 413 answer; its message states the limit so users know what to change.
+
+    :param received: the body bytes read so far (or the ``Content-Length`` declared), which
+        OpenAI's wording of the same answer states too.
+    """
+    return TooLargeError(
+        413,
+        f"File too large: the upload limit is {limit} bytes ({human_bytes(limit)})",
+        openai_message=f"Maximum content size limit ({limit}) exceeded ({received} bytes read)",
+    )
 
 
 class _Collector:
@@ -137,7 +145,7 @@ class _Collector:
         if self._part == "file":
             self.upload.size += len(chunk)
             if self.upload.size > self.max_file_bytes:
-                raise too_large(self.max_file_bytes)
+                raise too_large(self.max_file_bytes, self.upload.body_bytes)
             if len(self.upload.head) < _HEAD_BYTES:
                 self.upload.head += chunk[: _HEAD_BYTES - len(self.upload.head)]
             self.pending.append(chunk)
@@ -206,7 +214,7 @@ async def receive_upload(
         async for chunk in stream:
             upload.body_bytes += len(chunk)
             if upload.body_bytes > max_body:
-                raise too_large(max_file_bytes)
+                raise too_large(max_file_bytes, upload.body_bytes)
             parser.write(chunk)
             if collector.pending_bytes >= _FLUSH_BYTES:
                 await _flush(collector)

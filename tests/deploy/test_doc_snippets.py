@@ -45,9 +45,10 @@ COVERED = {
     "transcribe_cli.sh": "test_transcribe_cli_snippet",
     "compose.sh": "test_compose_commands_name_real_services_dags_and_settings",
     "quickstart.sh": "test_quickstart_commands_are_the_ones_ci_runs",
-    "install.sh": "test_install_commands_match_the_package_and_dockerfile",
-    # constraints here; pool, trigger and events run against the real stack in tests/stack
-    "production.sh": "test_production_snippet_*",
+    "install.sh": "tests/deploy/test_production.py (install lines, the wheel, audio everywhere)",
+    # wheel, air-gapped and constraints in tests/deploy/test_production.py; env, migrate, components, workers,
+    # pool, trigger and events run as written by the real stack in tests/stack
+    "production.sh": "tests/deploy/test_production.py and tests/stack",
     "duckdb_segments.sql": "tests/operators/test_long_recordings.py (runs the docs' segments query as written)",
 }
 
@@ -548,53 +549,3 @@ def test_quickstart_commands_are_the_ones_ci_runs():
     for _, script in commands:
         assert (REPO / script).exists(), script
         assert script in ci, f".ci/run no longer runs {script}"
-
-
-def test_install_commands_match_the_package_and_dockerfile():
-    import importlib.metadata
-
-    from tests.deploy import compose
-
-    extras = set(importlib.metadata.metadata("airflow-provider-linkai").get_all("Provides-Extra"))
-    args, stages, _ = compose.dockerfile_stages()
-    for words in shell_commands((SNIPPETS / "install.sh").read_text()):
-        if words[:2] == ["pip", "install"]:
-            for requirement in words[2:]:
-                name, _, rest = requirement.partition("[")
-                if rest:
-                    assert name == "airflow-provider-linkai" and set(rest.rstrip("]").split(",")) <= extras
-                else:
-                    assert requirement == f"apache-airflow=={args['AIRFLOW_VERSION']}"
-        else:
-            assert words[:4] == ["docker", "build", "--target", "airflow"]
-            assert "airflow" in {name for _, name in stages}
-
-
-def test_production_snippet_installs_with_the_tested_airflows_constraints():
-    import importlib.metadata
-
-    from packaging.version import Version
-
-    text = (SNIPPETS / "production.sh").read_text()
-    section = text.split("[start:constraints]")[1].split("# --8<-- [end:constraints]")[0]
-    assert f"\nAIRFLOW_VERSION={importlib.metadata.version('apache-airflow')}\n" in section
-    url = "https://raw.githubusercontent.com/apache/airflow/constraints-${AIRFLOW_VERSION}/constraints-${PYTHON_VERSION}.txt"
-    assert f'CONSTRAINTS="{url}"' in section
-    extras = set(importlib.metadata.metadata("airflow-provider-linkai").get_all("Provides-Extra"))
-    installs = [words for words in shell_commands(section) if words[:2] == ["pip", "install"]]
-    assert len(installs) == 2
-    for words in installs:
-        assert words[-2:] == ["--constraint", "${CONSTRAINTS}"]
-        assert (
-            "apache-airflow==${AIRFLOW_VERSION}" in words
-            or "apache-airflow[celery,postgres,redis]==${AIRFLOW_VERSION}" in words
-        )
-        for requirement in words[2:-2]:
-            name, _, rest = requirement.partition("[")
-            if name == "airflow-provider-linkai":
-                assert set(rest.rstrip("]").split(",")) <= extras
-    # the stack test runs on what the test extra pins, the versions the constraints hold Celery to
-    assert Version(importlib.metadata.version("celery")) < Version("5.7")
-    stack_test = (REPO / "tests" / "stack" / "test_stack.py").read_text()
-    for name in ("pool", "trigger", "events"):
-        assert f'snippet(stack, "{name}"' in stack_test, name

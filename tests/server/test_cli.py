@@ -125,6 +125,7 @@ def test_flag_values_are_checked() -> None:
         (["--max-audio-seconds", "long"], "--max-audio-seconds: not a number of seconds: 'long'"),
         (["--latency-ms-per-audio-second", "-5"], "--latency-ms-per-audio-second: must not be negative, got -5"),
         (["--too-large-style", "apache"], "--too-large-style: invalid choice: 'apache'"),
+        (["--error-style", "azure"], "--error-style: invalid choice: 'azure'"),
     ],
 )
 def test_limit_flags_are_checked(bad, message, capsys) -> None:
@@ -136,12 +137,23 @@ def test_limit_flags_are_checked(bad, message, capsys) -> None:
 
 def test_limit_flags_reach_the_running_server() -> None:
     server = start_server_process(max_in_flight=2, latency_ms_per_audio_second=12.5, max_audio_seconds=600,
-                                  too_large_style="nginx", retry_after=3)
+                                  too_large_style="nginx", retry_after=3, latency_ms=40, latency_jitter_ms=5,
+                                  fail_503_rate=0.1, rate_limit_rate=0.2, drop_rate=0.05, envelope_200_rate=0.01,
+                                  seed=7, credits=9, allow_fault_header=True, error_style="openai",
+                                  models=("whisper-1", "tiny"))  # fmt: skip
     try:
         health = server.healthz()
         assert health["max_in_flight"] == 2 and health["retry_after"] == 3
         assert health["latency_ms_per_audio_second"] == 12.5 and health["max_audio_seconds"] == 600
         assert health["too_large_style"] == "nginx"
+        # every setting that shapes answers (issue 19: --latency-ms was missing), and never a key
+        assert (health["latency_ms"], health["latency_jitter_ms"], health["seed"]) == (40, 5, 7)
+        assert (health["fail_503_rate"], health["rate_limit_rate"], health["drop_rate"]) == (0.1, 0.2, 0.05)
+        assert health["envelope_200_rate"] == 0.01 and health["allow_fault_header"] is True
+        assert (health["credits"], health["credits_left"]) == (9, 9)
+        assert (health["error_style"], health["models"]) == ("openai", ["whisper-1", "tiny"])
+        assert health["response_formats"] == ["json", "text", "srt", "verbose_json", "vtt"]
+        assert server.api_key not in json.dumps(health)
         assert server.configure(max_in_flight=5) == {"max_in_flight": 5} == server.config()
     finally:
         server.stop()

@@ -1,4 +1,5 @@
-"""--too-large-style: the 413 of an upload over --max-upload-bytes, as the JSON envelope or as nginx's page.
+"""--too-large-style: the 413 of an upload over --max-upload-bytes, as the API's JSON error body (LinkAI's
+envelope, or OpenAI's ``{"error": {...}}`` with --error-style openai) or as nginx's page.
 
 Both refusal points are covered: the ``Content-Length`` precheck (before any body byte) and the
 streaming limit (a chunked upload, whose size is unknown until it crosses the limit).
@@ -6,6 +7,7 @@ streaming limit (a chunked upload, whose size is unknown until it crosses the li
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -24,14 +26,27 @@ NGINX_PAGE = (
 )
 
 
-@pytest.fixture(scope="module", params=["envelope", "nginx"])
+@pytest.fixture(scope="module", params=["envelope", "nginx", "openai"])
 def server(request) -> Iterator[LinkAIServerHandle]:
-    with start_server(max_upload_bytes=MiB, too_large_style=request.param) as handle:
+    style, errors = ("envelope", "openai") if request.param == "openai" else (request.param, "linkai")
+    with start_server(max_upload_bytes=MiB, too_large_style=style, error_style=errors) as handle:
         yield handle
 
 
+def style_of(server: LinkAIServerHandle) -> str:
+    health = server.healthz()
+    return "openai" if health["error_style"] == "openai" else health["too_large_style"]
+
+
 def assert_too_large(response: httpx.Response, style: str) -> None:
-    if style == "nginx":
+    if style == "openai":
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["error"]
+        assert error["message"].startswith("Maximum content size limit (1048576) exceeded (")
+        assert error["message"].endswith(" bytes read)")
+        assert (error["type"], error["param"], error["code"]) == ("server_error", None, None)
+    elif style == "nginx":
         assert response.status_code == 413, response.text
         assert response.reason_phrase == "Request Entity Too Large"
         assert response.headers["content-type"] == "text/html"
@@ -48,7 +63,7 @@ def test_style_is_reported(server) -> None:
 
 def test_content_length_precheck(server) -> None:
     """A declared 2 GiB body: the 413 comes before a single body byte is sent."""
-    style = server.healthz()["too_large_style"]
+    style = style_of(server)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(
             (
@@ -67,13 +82,17 @@ def test_content_length_precheck(server) -> None:
     if style == "nginx":
         assert headers[b"content-type"] == b"text/html"
         assert body.decode().replace("\r\n", "") == NGINX_PAGE
+    elif style == "openai":  # the declared Content-Length is what it states as read
+        assert json.loads(body)["error"]["message"] == (
+            f"Maximum content size limit (1048576) exceeded ({2 * 1024**3} bytes read)"
+        )
     else:
         assert headers[b"content-type"] == b"application/json"
         assert b"upload limit is 1048576 bytes" in body
 
 
 def test_httpx_upload_with_content_length(server) -> None:
-    style = server.healthz()["too_large_style"]
+    style = style_of(server)
     response = httpx.post(server.transcriptions_url, headers={"Authorization": f"Bearer {server.api_key}"},
                           files={"file": ("big.wav", WAV_HEAD + b"\x00" * (3 * MiB))}, timeout=60)
     assert_too_large(response, style)
@@ -81,7 +100,7 @@ def test_httpx_upload_with_content_length(server) -> None:
 
 def test_chunked_upload_hits_the_streaming_limit(server) -> None:
     """No Content-Length: the limit is found while streaming; httpx still gets the answer."""
-    style = server.healthz()["too_large_style"]
+    style = style_of(server)
     server.reset_stats()
 
     def body() -> Iterator[bytes]:

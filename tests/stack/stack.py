@@ -2,8 +2,13 @@
 Debian packages, then Airflow's api-server, scheduler, dag-processor, triggerer and two Celery
 workers, each a process of its own with its own log, every port on 127.0.0.1.
 
-Nothing here is Airflow-specific test magic: the components get the settings an operator would put
-in their environment (the ones ``docs/production.md`` lists).
+Nothing here is Airflow-specific test magic: the components get the settings ``docs/production.md``
+gives every component (its ``env`` snippet, run as written; only addresses, secrets of this throwaway
+deployment and the test's speed-ups differ), and they are started by the docs' own command lines
+(``components`` and ``workers``, run as written, log-server ports included).
+
+One thing is added for the midnight test: a clock the test can move (``tests/stack/clock``), inactive
+until :meth:`Stack.shift_clock` is called.
 """
 
 from __future__ import annotations
@@ -26,6 +31,57 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_BIN = Path("/usr/lib/postgresql")
+PRODUCTION_SH = REPO / "docs" / "snippets" / "production.sh"
+CLOCK_SITE = Path(__file__).resolve().parent / "clock"  # its sitecustomize.py: the movable clock
+# Settings of docs/production.md's `env` section this deployment gives other values: addresses (all on
+# 127.0.0.1, free ports), and where its dataset, audio and LinkAI server are (the test's own).
+ADDRESSES = (
+    "AIRFLOW_HOME",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__API__HOST",
+    "AIRFLOW__API__PORT",
+    "AIRFLOW__API__BASE_URL",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__LINKAI__TRANSCRIPTS_URL",
+    "AIRFLOW_CONN_LINKAI_DEFAULT",
+    "AIRFLOW_VAR_LINKAI_AUDIO_URL",
+)
+
+
+def snippet_section(name: str) -> str:
+    """One ``--8<--`` section of docs/snippets/production.sh, as the docs include it."""
+    text = PRODUCTION_SH.read_text()
+    return text.split(f"# --8<-- [start:{name}]\n")[1].split(f"# --8<-- [end:{name}]")[0]
+
+
+def snippet_commands(name: str) -> list[str]:
+    """The command lines of a section (continuations joined, comment lines dropped), as written."""
+    joined = snippet_section(name).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def documented_env() -> dict[str, str]:
+    """What the docs' ``env`` section exports, run by bash as written."""
+    script = snippet_section("env") + "\nenv -0\n"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        check=True,
+    )
+    pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k.startswith(("AIRFLOW", "LINKAI"))}
+
+
+def component_name(line: str) -> str:
+    """``worker2`` for a worker's line (its LINKAI_WORKER_NAME), else the airflow command."""
+    words = line.split()
+    named = [w.split("=", 1)[1] for w in words if w.startswith("LINKAI_WORKER_NAME=")]
+    if named:
+        return named[0]
+    return words[words.index("airflow") + 1]
 
 
 def free_port() -> int:
@@ -83,6 +139,7 @@ class Stack:
     api_port: int = 0
     _pgdata: Path | None = None
     _token: str | None = None
+    clock_offset: float = 0.0
 
     # -- processes -------------------------------------------------------------------------------
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, user: str | None = None):
@@ -162,12 +219,50 @@ class Stack:
             return done.returncode == 0
 
         wait_for("postgres accepting connections", ready, 60, [pg])
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-c", "CREATE DATABASE airflow"],
-            check=True,
-            capture_output=True,
+        self.psql("CREATE DATABASE airflow", database="postgres")
+        # The scheduler asks the database whether a run is due (`next_dagrun_create_after <= now()`):
+        # a now() that shift_clock() can move, found before pg_catalog's by the database's search_path.
+        self.psql(
+            "CREATE SCHEMA linkai_clock;"
+            " CREATE TABLE linkai_clock.shift (seconds double precision NOT NULL);"
+            " INSERT INTO linkai_clock.shift VALUES (0);"
+            " CREATE FUNCTION linkai_clock.now() RETURNS timestamptz LANGUAGE sql STABLE AS"
+            " $$ SELECT pg_catalog.now() + make_interval(secs => (SELECT seconds FROM linkai_clock.shift)) $$;"
+            " ALTER DATABASE airflow SET search_path TO public, linkai_clock, pg_catalog;"
         )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.pg_port}/airflow"
+
+    def psql(self, sql: str, database: str = "airflow") -> str:
+        done = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-d", database, "-v",
+             "ON_ERROR_STOP=1", "-tAc", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    # -- the clock --------------------------------------------------------------------------------
+    @property
+    def clock_file(self) -> Path:
+        return self.workdir / "clock-offset"
+
+    def shift_clock(self, seconds: float) -> None:
+        """Move every Airflow process's wall clock, and the database's now(), ``seconds`` from the real
+        time (the monotonic clock, sleeps and timeouts stay real). Call it while no task runs."""
+        # the database a quarter second behind the processes, as NTP-synchronised machines may be: the
+        # scheduler's "is it due" (asked of the database) then never runs ahead of the clocks it stamps with
+        self.psql(f"UPDATE linkai_clock.shift SET seconds = {float(seconds) - 0.25!r}")
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(repr(float(seconds)))
+        tmp.replace(self.clock_file)
+        self.clock_offset = float(seconds)
+        self._token = None  # issued on the old clock
+        time.sleep(0.5)  # every process's watcher looks every 0.1 s
+
+    def now(self) -> float:
+        """The deployment's clock, as a Unix timestamp."""
+        return time.time() + self.clock_offset
 
     def start_redis(self) -> str:
         self.redis_port = free_port()
@@ -198,24 +293,11 @@ class Stack:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def start_airflow(self, workers: int = 2) -> None:
-        airflow = str(BIN / "airflow")
-        self.start("api-server", [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port)])
-        self.start("scheduler", [airflow, "scheduler"])
-        self.start("dag-processor", [airflow, "dag-processor"])
-        self.start("triggerer", [airflow, "triggerer"])
-        for i in range(1, workers + 1):
-            env = {
-                **self.env,
-                "LINKAI_STACK_WORKER_NAME": f"worker{i}",
-                # two workers on one host: each serves its task logs on its own port
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            }
-            self.start(
-                f"worker{i}",
-                [airflow, "celery", "worker", "-H", f"worker{i}@%h", "--concurrency", "2", "--without-mingle"],
-                env=env,
-            )
+    def start_airflow(self) -> None:
+        """Every component by the docs' own line (``components``, ``workers``), run by bash as written."""
+        path = f"{BIN}:{self.env.get('PATH', '/usr/bin:/bin')}"  # `airflow` is the venv's
+        for line in snippet_commands("components") + snippet_commands("workers"):
+            self.start(component_name(line), ["bash", "-c", line], env={**self.env, "PATH": path})
         wait_for("api-server /api/v2/monitor/health", self._healthy, 180, self.components)
 
     def _healthy(self) -> bool:
@@ -256,34 +338,41 @@ class Stack:
 
 
 def airflow_env(stack: Stack, *, db_url: str, broker_url: str, extra: dict[str, str]) -> dict[str, str]:
-    """The environment every Airflow component gets: the deployment's settings plus the DAGs' own."""
+    """The environment every Airflow component gets: docs/production.md's ``env`` section as written,
+    with this deployment's addresses (:data:`ADDRESSES`) and the test's own settings over it."""
     home = stack.workdir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     passwords = stack.workdir / "passwords.json"
     passwords.write_text(json.dumps({"admin": "admin"}))
     stack.api_port = free_port()
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")}
-    return {
-        **keep,
-        "PYTHONPATH": str(REPO),  # tests.stack.hostname for the workers' hostname_callable
+    documented = documented_env()
+    undocumented = [name for name in ADDRESSES if name not in documented]
+    assert not undocumented, f"docs/snippets/production.sh's env section no longer sets {undocumented}"
+    addresses = {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),  # the example DAGs as they are
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.stack.hostname.worker_name",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{stack.api_url}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url,
-        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(stack.api_port),
         "AIRFLOW__API__BASE_URL": stack.api_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{stack.api_url}/execution/",
+    }
+    return {
+        **keep,
+        **documented,
+        **addresses,
+        "PYTHONPATH": str(CLOCK_SITE),  # the movable clock (inactive until shift_clock)
+        "LINKAI_STACK_CLOCK": str(stack.clock_file),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),  # the example DAGs as they are
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        # speed-ups and sizes for a 2-core test machine
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
         "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "linkai-stack-test-jwt-secret-0123456789",
-        "AIRFLOW__API__SECRET_KEY": "linkai-stack-test-secret-key-0123456789",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",

@@ -1,0 +1,107 @@
+"""Listing a local folder with its symbolic links followed, and loops caught.
+
+fsspec's local ``find`` lists a symbolic link as type ``other`` (it looks at the link, not its
+target), so a valid link to a recording or to a folder of recordings inside a source folder was
+skipped without a word, while the same link given as the source worked. :func:`walk_local`
+follows links to files and folders as ``find -L`` does, with the two guards a followed walk
+needs:
+
+- a link to a folder that contains it (a loop: ``calls/all -> ..``) is not followed, or the walk
+  would never end;
+- a folder reached a second time (through another link, or a link to a folder inside the
+  source) is not listed again, so no recording is sent (and paid for) twice under two names.
+
+Each link skipped is logged as a warning naming it and why; the counts of links followed and
+skipped are logged once per folder walked. A file reached through a link keeps the link's path
+as its URL (what the user sees in the source folder) and the target's size and mtime as its
+fingerprint (what changes when the recording does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections import deque
+from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+__all__ = ["walk_local"]
+
+log = logging.getLogger(__name__)
+
+
+def walk_local(fs: LocalFileSystem, root: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, info)`` of every regular file under the local folder ``root``, links followed.
+
+    Real folders are walked before linked ones, so a folder that is both inside ``root`` and the
+    target of a link is listed under its real path; of two links to one folder, the one met
+    first (a folder's entries are taken in name order) is followed.
+    """
+    files: list[tuple[str, dict[str, Any]]] = []
+    followed = 0
+    skipped: list[str] = []
+    top = os.stat(root)
+    seen: dict[tuple[int, int], str] = {(top.st_dev, top.st_ino): root}
+    real: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset(seen))]
+    links: deque[tuple[str, tuple[int, int], frozenset[tuple[int, int]]]] = deque()
+    while real or links:
+        if real:
+            folder, ancestors = real.pop()
+        else:
+            folder, key, ancestors = links.popleft()
+            if key in ancestors:
+                skipped.append(folder)
+                log.warning(
+                    "Not following %s -> %s: a loop back to %s, which contains it",
+                    folder, os.readlink(folder), seen[key],
+                )  # fmt: skip
+                continue
+            if key in seen:
+                skipped.append(folder)
+                log.warning("Not following %s: that folder is already listed as %s", folder, seen[key])
+                continue
+            seen[key] = folder
+            ancestors = ancestors | {key}
+            followed += 1
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)  # which of two links to a folder wins: the first by name
+        except OSError as exc:
+            log.warning("Cannot list %s (%s); its files are left out", folder, exc)
+            continue
+        for entry in entries:
+            link = entry.is_symlink()
+            try:
+                target = entry.stat(follow_symlinks=True)
+            except OSError as exc:  # a broken link (or a file that vanished meanwhile)
+                if link:
+                    skipped.append(entry.path)
+                    log.warning("Skipping %s: a broken symbolic link (%s)", entry.path, _target(entry.path, exc))
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                key = (target.st_dev, target.st_ino)
+                if link:
+                    links.append((entry.path, key, ancestors))
+                elif key not in seen:  # (seen already: only through a link, e.g. a bind mount aside)
+                    seen[key] = entry.path
+                    real.append((entry.path, ancestors | {key}))
+            elif stat.S_ISREG(target.st_mode):
+                # through a link: stat the target (fsspec's info of a DirEntry would take the link's mtime)
+                info = fs.info(entry.path if link else entry)
+                files.append((info["name"], info))
+                followed += link
+    if followed or skipped:
+        log.info(
+            "Listed %s: followed %d symbolic link(s), skipped %d (loops, repeats, broken links; named above)",
+            root, followed, len(skipped),
+        )  # fmt: skip
+    return files
+
+
+def _target(path: str, exc: OSError) -> str:
+    try:
+        return f"-> {os.readlink(path)}: {exc.strerror or exc}"
+    except OSError:
+        return str(exc)

@@ -1,0 +1,77 @@
+"""Listing a local source folder follows symbolic links, catches loops and repeats, and says so.
+
+(The end-to-end case, sent to linkai-server through the CLI, is in tests/test_cli.py.)"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from linkai_provider.io.sources import list_audio
+
+
+def names(listing, root: Path) -> list[str]:
+    return [f.path.removeprefix(f"{root}/") for f in listing.files]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """calls/ with a real folder, links to a file and to a folder outside, a loop, a repeat and a broken link."""
+    calls, outside = tmp_path / "calls", tmp_path / "outside"
+    (calls / "real" / "deep").mkdir(parents=True)
+    (outside / "sub").mkdir(parents=True)
+    for path in (calls / "a.wav", calls / "real" / "deep" / "b.wav", outside / "c.wav", outside / "sub" / "d.wav",
+                 tmp_path / "e.wav"):  # fmt: skip
+        path.write_bytes(b"RIFF" + path.name.encode())
+    (calls / "e.wav").symlink_to(tmp_path / "e.wav")
+    (calls / "ext").symlink_to(outside, target_is_directory=True)
+    (calls / "ext-again").symlink_to(outside, target_is_directory=True)  # the same folder twice: listed once
+    (calls / "shortcut").symlink_to(calls / "real", target_is_directory=True)  # a real folder: its real path wins
+    (calls / "real" / "deep" / "up").symlink_to("../..", target_is_directory=True)  # a loop to calls/
+    (calls / "broken.wav").symlink_to(tmp_path / "nothing.wav")
+    return calls
+
+
+def test_links_followed_loops_and_repeats_skipped(tree: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="linkai_provider.io.symlinks"):
+        listing = list_audio(str(tree))
+    assert names(listing, tree) == ["a.wav", "e.wav", "ext/c.wav", "ext/sub/d.wav", "real/deep/b.wav"]
+    log = caplog.text
+    assert f"Not following {tree}/real/deep/up -> ../..: a loop back to {tree}, which contains it" in log
+    assert f"Not following {tree}/shortcut: that folder is already listed as {tree}/real" in log
+    assert f"Not following {tree}/ext-again: that folder is already listed as {tree}/ext" in log
+    assert f"Skipping {tree}/broken.wav: a broken symbolic link (-> {tree.parent}/nothing.wav" in log
+    assert f"Listed {tree}: followed 2 symbolic link(s), skipped 4" in log
+
+
+def test_a_linked_file_is_fingerprinted_by_its_target(tree: Path) -> None:
+    target = tree.parent / "e.wav"
+    before = {f.path: f for f in list_audio(str(tree)).files}[f"{tree}/e.wav"]
+    assert before.size == target.stat().st_size
+    os.utime(target, (1_000_000, 1_000_000))  # the recording changes; the link does not
+    after = {f.path: f for f in list_audio(str(tree)).files}[f"{tree}/e.wav"]
+    assert after.fingerprint != before.fingerprint and "mtime:1000000.000000" in after.fingerprint
+
+
+def test_a_linked_folder_given_as_the_source(tree: Path) -> None:
+    listing = list_audio(str(tree / "ext"))
+    assert names(listing, tree / "ext") == ["c.wav", "sub/d.wav"]
+
+
+def test_a_folder_that_cannot_be_read_is_named(tree: Path, caplog, monkeypatch) -> None:
+    # (a mode of 0 stops no root user, and CI runs as root: refuse the listing itself)
+    locked, scandir = str(tree / "real" / "deep"), os.scandir
+
+    def refusing(path):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path)
+
+    monkeypatch.setattr("linkai_provider.io.symlinks.os.scandir", refusing)
+    with caplog.at_level(logging.WARNING, logger="linkai_provider.io.symlinks"):
+        listing = list_audio(str(tree))
+    assert "real/deep/b.wav" not in names(listing, tree) and "a.wav" in names(listing, tree)
+    assert f"Cannot list {locked} ([Errno 13] Permission denied" in caplog.text
