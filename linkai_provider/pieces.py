@@ -113,7 +113,7 @@ class Recording:
                 outcome = self.t.send_whole(file, self.local, row, self.started)
                 return Outcome(outcome.row, outcome.fatal, billed_s=outcome.billed_s, hint=hint)
             except PayloadTooLargeError as exc:
-                if not (self.settings.split_long_audio and self.t.budget.learn(file.size, exc.message)):
+                if not (self.settings.split_long_audio and self.t.budget.learn(file.size, exc.limit_bytes)):
                     return self.t.failed(row, exc, self.started, size=file.size)
                 self.attempts += exc.attempts or 0
         else:
@@ -177,7 +177,7 @@ class Recording:
                     error = smallest.error
                     assert isinstance(error, PayloadTooLargeError)
                     if smallest.piece.size >= MIN_BUDGET_BYTES and self.t.budget.learn(
-                        smallest.piece.size, error.message
+                        smallest.piece.size, error.limit_bytes
                     ):
                         # Taught the budget: planned again, smaller. The refused attempts stay counted.
                         self.attempts += sum(getattr(r.error, "attempts", 0) or 0 for r in refused)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import posixpath
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -53,25 +52,6 @@ def human_mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-_LIMIT = re.compile(
-    r"(?:limit|maximum|max)\D{0,40}?(\d[\d,]*(?:\.\d+)?)\s*(bytes|b|kib|kb|mib|mb|gib|gb)?\b", re.IGNORECASE
-)
-_UNITS = {None: 1, "bytes": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
-
-
-def stated_limit(message: str | None) -> int | None:
-    """The byte limit a 413's message states ("the upload limit is 4194304 bytes", "Maximum content
-    size limit (26214400) exceeded"), or None."""
-    if not message or "<" in message:
-        return None
-    match = _LIMIT.search(message)
-    if not match:
-        return None
-    value = float(match.group(1).replace(",", ""))
-    unit = (match.group(2) or "").lower() or None
-    return int(value * _UNITS.get(unit, 1)) or None
-
-
 class UploadBudget:
     """The most one request may carry: ``max_upload_bytes``, lowered when the API says 413."""
 
@@ -89,14 +69,14 @@ class UploadBudget:
     def learned(self) -> bool:
         return self._bytes < self.configured
 
-    def learn(self, refused: int, message: str | None = None) -> bool:
-        """An upload of ``refused`` bytes got 413: keep the budget under it for the rest of the batch.
+    def learn(self, refused: int, stated: int | None = None) -> bool:
+        """An upload of ``refused`` bytes got 413: keep the budget under it for the rest of the batch,
+        at the limit the 413 ``stated`` (``PayloadTooLargeError.limit_bytes``), else at half of it.
 
         :return: False when the 413 teaches nothing: the upload was under ``MIN_BUDGET_BYTES``
             (a limit that low is not an upload limit: the file fails on its own) or not under the
             budget in force.
         """
-        stated = stated_limit(message)
         target = int(refused * BUDGET_MARGIN)
         if stated is not None and stated < refused:
             target = stated - 16 * 1024  # the multipart form's own bytes
@@ -194,6 +174,11 @@ def new_row(file: AudioFile, context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_GENERIC_413 = frozenset(
+    {"request entity too large", "payload too large", "content too large", PayloadTooLargeError.default_message.lower()}
+)
+
+
 def short_reason(exc: BaseException, size: int | None = None) -> str:
     """The row's ``error_message``: the API's message; for a 413 one short sentence, with the
     server's own words when it gave some (never a proxy's HTML page)."""
@@ -201,7 +186,7 @@ def short_reason(exc: BaseException, size: int | None = None) -> str:
         what = f"the upload of {size} bytes" if size is not None else "the upload"
         reason = f"the API refused {what} as too large (HTTP 413)"
         said = " ".join((exc.message or "").split())
-        if said and "<" not in said and said.lower() not in ("request entity too large", "payload too large"):
+        if said and "<" not in said and said.lower().removeprefix("413 ") not in _GENERIC_413:
             reason += f": {said[:200]}"
         return reason
     if isinstance(exc, LinkAIError):
@@ -360,7 +345,7 @@ class RecordingTranscriber:
             try:
                 return self.send_whole(file, fh, row, started)
             except PayloadTooLargeError as exc:
-                self.budget.learn(file.size, exc.message)
+                self.budget.learn(file.size, exc.limit_bytes)
                 return self.failed(row, exc, started, size=file.size)
             except SchedulerCancelled:
                 return Outcome(None)
