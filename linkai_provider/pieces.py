@@ -145,9 +145,8 @@ class Recording:
             for _ in range(MAX_SPLIT_PASSES):
                 budget = self.t.budget.bytes
                 copy, fmt, bit_rate = self.a.piece_route(budget)
-                limits = PlanLimits(
-                    self.settings.max_chunk_seconds if self.settings.split_long_audio else float("inf"), budget
-                )
+                longest = self.settings.max_chunk_seconds if self.settings.split_long_audio else a.seconds + 1.0
+                limits = PlanLimits(longest, budget)
                 rate = 0.0 if copy else encoded_bytes_per_second(fmt, a.rate, bit_rate)
                 costs = frame_costs(a, copy=copy, bytes_per_second=rate)
                 specs = plan_pieces(

@@ -158,6 +158,12 @@ def test_only_the_audio_track_is_sent(tmp_path, capsys, linkai_server, films):
         "error_message"]  # fmt: skip
     assert summary["requests"] == 2 and summary["split"] == 2
     assert_counts_agree(summary, linkai_server, tmp_path / "out")
+    # never cut (split_long_audio=False) still means the audio track only: one piece each
+    linkai_server.reset_stats()
+    summary = transcribe(capsys, linkai_server, films, tmp_path / "whole", "--no-split")
+    whole = by_name(tmp_path / "whole")
+    assert [whole[n]["chunks"] for n in ("webinar-aac.mp4", "webinar-opus.mp4")] == [1, 1]
+    assert linkai_server.stats()["bytes_received"] < 0.2 * (films / "webinar-aac.mp4").stat().st_size
 
 
 # -- never upsize; no short tail -------------------------------------------------------------------------
