@@ -7,10 +7,10 @@ compaction into one part per task at the end). Airflow's scheduler and the DAG m
 out: they cost the same whatever the provider does.
 
 Spec keys: ``scenario``, ``source``, ``destination``, ``max_concurrency``, optional
-``source_conn_id``/``destination_conn_id`` and the BatchOptions ``adaptive``, ``max_upload_bytes``,
-``max_chunk_seconds``, ``split_long_audio``, ``piece_format``, ``channels``, ``skip_silence``,
-``max_file_size_bytes`` (keys a tree's BatchOptions does not know are not passed: an older baseline
-tree ignores them).
+``source_conn_id``/``destination_conn_id`` and the BatchOptions ``adaptive``, ``initial_concurrency``,
+``max_upload_bytes``, ``max_chunk_seconds``, ``split_long_audio``, ``piece_format``, ``channels``,
+``skip_silence``, ``max_file_size_bytes`` (keys a tree's BatchOptions does not know are not passed:
+an older baseline tree ignores them).
 
 Usage: ``python -m bench.client '<json spec>'``; prints one JSON line with the timings.
 The API key comes from ``$AIRFLOW_CONN_LINKAI_BENCH``; storage credentials from
@@ -118,6 +118,7 @@ def main() -> None:
         max_concurrency=k,
         max_file_size_bytes=spec.get("max_file_size_bytes", DEFAULT_MAX_FILE_SIZE_BYTES),
         adaptive=spec.get("adaptive", True),
+        **({"initial_concurrency": spec["initial_concurrency"]} if "initial_concurrency" in spec else {}),
         progress_interval=3600.0,
         **{
             name: spec[name]

@@ -40,8 +40,36 @@ from bench import inputs  # noqa: E402
 from linkai_provider.server.testing import ProcessServerHandle, start_server_process  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
-DEFAULT_SCENARIOS = ("latency", "s3", "cpu", "memory", "planning", "efficiency", "limited", "long", "long_memory")
+SCENARIOS = (
+    "latency",
+    "s3",
+    "cpu",
+    "memory",
+    "planning",
+    "efficiency",
+    "limited",
+    "shards_limited",
+    "long",
+    "long_memory",
+    "listing",
+    "sharded",
+    "ui",
+)
+DEFAULT_SCENARIOS = (
+    "latency",
+    "s3",
+    "cpu",
+    "memory",
+    "planning",
+    "efficiency",
+    "limited",
+    "shards_limited",
+    "long",
+    "long_memory",
+    "listing",
+    "sharded",
+    "ui",
+)
 STATS = (
     "requests_total",
     "by_status",
@@ -526,19 +554,26 @@ class Bench:
         per_latency: dict[int, dict[str, Any]] = {}
         for latency_ms in (200, 100):
             ideal = math.ceil(n / k) * latency_ms / 1000
-            ours, fixed, bare = [], [], []
+            ours, fixed, bare, baseline = [], [], [], []
+            modes: list[tuple[str, bool, list[dict[str, Any]], Path]] = [
+                ("ours", True, ours, ROOT),
+                ("fixed", False, fixed, ROOT),
+            ]
+            if self.args.baseline_tree:  # A/B: the other checkout's client, adaptive, interleaved
+                modes.append(("baseline", True, baseline, Path(self.args.baseline_tree)))
             for i in range(self.args.repeat):
-                for adaptive, runs in ((True, ours), (False, fixed)):
+                for tag, adaptive, runs, root in modes:
                     server = self.server(latency_ms)
                     res = self.client(
                         {
                             "scenario": "efficiency",
                             "source": str(folder),
-                            "destination": str(self.work / f"ds-efficiency-{latency_ms}-{adaptive}-{i}"),
+                            "destination": str(self.work / f"ds-efficiency-{latency_ms}-{tag}-{i}"),
                             "max_concurrency": k,
                             "adaptive": adaptive,
                         },
                         server,
+                        root=root,
                     )
                     res["efficiency"] = ideal / res["server"]["busy_seconds"]
                     runs.append(res)
@@ -553,6 +588,7 @@ class Bench:
                 "ours": [round(r["efficiency"], 4) for r in ours],
                 "fixed": [round(r["efficiency"], 4) for r in fixed],  # adaptive=False: no slow start
                 "bare": [round(r["efficiency"], 4) for r in bare],
+                "baseline": [round(r["efficiency"], 4) for r in baseline],
                 "ours_busy_s": [round(r["server"]["busy_seconds"], 3) for r in ours],
                 "bare_busy_s": [round(r["server"]["busy_seconds"], 3) for r in bare],
                 "loadavg": [round(r["loadavg_1m_before"], 2) for r in ours + fixed + bare],
@@ -568,7 +604,12 @@ class Bench:
         row = Row.from_client("efficiency", n, res, limit_s=per_latency[200]["ideal_s"])
         row.detail = {"per_latency_ms": per_latency, "median": med, "fixed_median": fmed, "bare_median": bmed}
         row.figure = "; ".join(
-            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f})"
+            f"{lat} ms: {med[lat]:.3f} (fixed level {fmed[lat]:.3f}, bare asyncio {bmed[lat]:.3f}"
+            + (
+                f", baseline tree {statistics.median(per_latency[lat]['baseline']):.3f})"
+                if per_latency[lat]["baseline"]
+                else ")"
+            )
             for lat in (200, 100)
         )
         row.target = ">= 0.95 at 200 ms, >= 0.9 at 100 ms (median)"
@@ -585,8 +626,11 @@ class Bench:
             inputs.make_files(folder, n, SMALL, seed=6)
         ideal = math.ceil(n / limit) * 0.5
         runs: dict[str, list[dict[str, Any]]] = {"adaptive": [], "fixed": []}
+        trees = {"adaptive": ROOT, "fixed": ROOT}
+        if self.args.baseline_tree:  # A/B: the other checkout's adaptive client, interleaved
+            runs["baseline"], trees["baseline"] = [], Path(self.args.baseline_tree)
         for i in range(self.args.limited_repeat):
-            for mode in ("adaptive", "fixed"):
+            for mode in runs:
                 server = self.server(500, max_in_flight=limit, retry_after=1)
                 res = self.client(
                     {
@@ -594,10 +638,11 @@ class Bench:
                         "source": str(folder),
                         "destination": str(self.work / f"ds-limited-{mode}-{i}"),
                         "max_concurrency": k,
-                        "adaptive": mode == "adaptive",
+                        "adaptive": mode != "fixed",
                     },
                     server,
                     allow_failed=mode == "fixed",
+                    root=trees[mode],
                 )
                 st = res["server"]
                 res["rate_limited_server"] = st["by_status"].get("429", 0)
@@ -632,12 +677,226 @@ class Bench:
             f"failed {min(fx['failed'])}-{max(fx['failed'])}, 429 {statistics.median(fx['share_429']):.1%}, "
             f"wall {statistics.median(fx['wall_s']):.2f} s"
         )
+        if "baseline" in out:
+            bl = out["baseline"]
+            row.figure += (
+                f"; baseline tree: ok {min(bl['ok'])}/{n}, 429 {max(bl['share_429']):.1%} (worst), "
+                f"wall {statistics.median(bl['wall_s']):.2f} s"
+            )
         row.target = f"adaptive: all ok, <= 10 % 429, wall <= 1.3 x {ideal:.0f} s"
         row.met = (
             all(x == n for x in ad["ok"])
             and max(ad["share_429"]) <= 0.10
             and statistics.median(ad["wall_s"]) <= 1.3 * ideal
         )
+        return row
+
+    # -- issue 16 item 5: shards share the API's limit ------------------------------------------------
+    def shards_limited(self) -> Row:
+        """4 shard processes (one folder each, max_concurrency 4 as in the sharded DAG) at once against
+        a server that admits 3 requests at once (--latency-ms 500 --retry-after 1). With
+        --baseline-tree, the other checkout's clients run the same, interleaved."""
+        shards, k, limit, per = 4, 4, 3, 25 if self.quick else 100
+        n = shards * per
+        base = self.work / "shards-limited-audio"
+        if not base.exists():
+            for i in range(shards):
+                inputs.make_files(base / f"shard-{i}", per, SMALL, seed=60 + i)
+        ideal = math.ceil(n / limit) * 0.5
+        trees = [("ours", ROOT)]
+        if self.args.baseline_tree:
+            trees.append(("baseline", Path(self.args.baseline_tree)))
+        runs: dict[str, list[dict[str, Any]]] = {tag: [] for tag, _ in trees}
+        for i in range(self.args.limited_repeat):
+            for tag, root in trees:
+                server = self.server(500, max_in_flight=limit, retry_after=1)
+                results: list[dict[str, Any] | BaseException] = [{}] * shards
+                t0 = time.perf_counter()
+
+                def one(j: int, root: Path = root, tag: str = tag, i: int = i, server=server, results=results) -> None:
+                    spec = {
+                        "scenario": "shards_limited",
+                        "source": str(base / f"shard-{j}"),
+                        "destination": str(self.work / f"ds-shards-limited-{tag}-{i}" / f"shard-{j}"),
+                        "max_concurrency": k,
+                        "initial_concurrency": 1,  # as the operator starts a shard (older trees ignore it)
+                    }
+                    try:
+                        results[j] = self.client(spec, server, allow_failed=True, root=root)
+                    except BaseException as exc:  # noqa: BLE001 - reported below
+                        results[j] = exc
+
+                threads = [threading.Thread(target=one, args=(j,)) for j in range(shards)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - t0
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    raise RuntimeError(f"shards_limited: a shard failed: {errors[0]}")
+                st = server.stats()
+                done = [r for r in results if isinstance(r, dict)]
+                rejected = st["by_status"].get("429", 0)
+                runs[tag].append(
+                    {
+                        "wall_s": wall,
+                        "shard_walls_s": [round(r["wall_s"], 2) for r in done],
+                        "requests": st["requests_total"],
+                        "429": rejected,
+                        "share_429": rejected / st["requests_total"],
+                        "ok": st["transcriptions_ok"],
+                        "failed": sum(r["summary"]["failed"] for r in done),
+                        "max_admitted": st["max_admitted"],
+                        "levels_end": [r["summary"].get("concurrency") for r in done],
+                        "levels_min": [r["summary"].get("concurrency_min") for r in done],
+                        "loadavg": round(done[0]["loadavg_1m_before"], 2),
+                    }
+                )
+        out = {
+            tag: {
+                "share_429": [round(r["share_429"], 4) for r in rs],
+                "ok": [r["ok"] for r in rs],
+                "failed": [r["failed"] for r in rs],
+                "wall_s": [round(r["wall_s"], 2) for r in rs],
+                "wall_over_ideal": [round(r["wall_s"] / ideal, 3) for r in rs],
+            }
+            for tag, rs in runs.items()
+        }
+        ours = runs["ours"]
+        med = sorted(ours, key=lambda r: r["wall_s"])[(len(ours) - 1) // 2]
+        row = Row("shards_limited", n, med["wall_s"], n / med["wall_s"], limit_s=ideal, requests=med["requests"])
+        row.loadavg = med["loadavg"]
+        row.detail = {"modes": out, "runs": runs, "limit_s": ideal, "shards": shards, "max_concurrency": k}
+        o = out["ours"]
+        row.figure = (
+            f"ours: ok {min(o['ok'])}/{n}, 429 {max(o['share_429']):.1%} of requests (worst), "
+            f"wall {statistics.median(o['wall_s']):.1f} s = {statistics.median(o['wall_over_ideal']):.2f} x ideal"
+        )
+        if "baseline" in out:
+            b = out["baseline"]
+            row.figure += (
+                f"; baseline: ok {min(b['ok'])}-{max(b['ok'])}/{n}, 429 {statistics.median(b['share_429']):.1%}, "
+                f"wall {statistics.median(b['wall_s']):.1f} s"
+            )
+        row.target = "every file ok, <= 10 % 429 (worst run)"
+        row.met = all(x == n for x in o["ok"]) and max(o["share_429"]) <= 0.10
+        return row
+
+    # -- issue 16 items 2 and 4: listing at scale, what a shard pays -----------------------------------
+    def listing(self) -> Row:
+        """100,000 objects on moto (put into its backend directly), each mode in a fresh process:
+        the old ``fs.find``, ``list_audio`` (one task), one of 16 shards by hash, the manifest's
+        writing (one listing for all 16) and one shard's read of it."""
+        n, shards = (10_000 if self.quick else 100_000), 16
+        port = free_port()
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "bench.moto_populated", str(port), str(n)],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert moto.stdout is not None
+            if moto.stdout.readline().strip() != "ready":
+                raise RuntimeError("moto did not start")
+            endpoint = f"http://127.0.0.1:{port}"
+            manifest = "s3://bench/transcripts/_linkai/manifests/bench.manifest"
+            res: dict[str, dict[str, Any]] = {}
+            for mode in ("find", "list_audio", "hash_shard", "manifest_write", "manifest_read"):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.listing_client",
+                        mode,
+                        endpoint,
+                        "bench/calls",
+                        str(shards),
+                        manifest,
+                    ],
+                    cwd=ROOT,
+                    env=_env(),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+                res[mode]["loadavg_1m"] = os.getloadavg()[0]
+        finally:
+            moto.terminate()
+            moto.wait(10)
+        big = 100_000 if self.quick else 1_000_000  # the manifest writer alone at a million-file night
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.listing_client", "manifest_synthetic", str(big), "-", str(shards)]
+            + [str(self.work / "synthetic.manifest")],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        res["manifest_synthetic"] = json.loads(out.stdout.strip().splitlines()[-1])
+        la = res["list_audio"]
+        per_file = la["rss_growth_mb"] * 2**20 / n
+        slices = la["hash_slices"]
+        mean = n / shards
+        spread = max(abs(c - mean) / mean for c in slices)
+        row = Row("listing", n, la["seconds"], n / la["seconds"], rss_growth_mb=la["rss_growth_mb"])
+        row.detail = {"modes": res, "bytes_per_file": per_file, "hash_spread": spread}
+        w, r, h = res["manifest_write"], res["manifest_read"], res["hash_shard"]
+        row.figure = (
+            f"list_audio {per_file:.0f} B/file (find: {res['find']['rss_growth_mb'] * 2**20 / n:.0f}), "
+            f"{la['calls'].get('ListObjectsV2', 0)} LIST, cpu {la['cpu_s']:.1f} s; per shard by hash: "
+            f"{h['calls'].get('ListObjectsV2', 0)} LIST, {h['seconds']:.1f} s; manifest: write {w['seconds']:.1f} s "
+            f"({w['bytes'] / 1e6:.1f} MB), a shard's read {r['seconds'] * 1000:.0f} ms, "
+            f"{r['calls'].get('GetObject', 0)} GET, 0 LIST; hash slices within {spread:.1%}; manifest writer "
+            f"at {big:,} entries: +{res['manifest_synthetic']['rss_growth_mb']:.0f} MB, "
+            f"{res['manifest_synthetic']['seconds']:.1f} s, {res['manifest_synthetic']['bytes'] / 1e6:.1f} MB"
+        )
+        row.target = "<= ~1 KB per listed file; hash slices within +-10 %"
+        row.met = per_file <= 1100 and spread <= 0.10
+        return row
+
+    def sharded(self) -> Row:
+        """The example sharded DAG through dag.test() (bench/sharded_dag.py, its own Airflow home):
+        20,000 files, 16 shards, digest engine. XCom bytes from the metadata DB; requests from the server."""
+        n, shards = (2_000 if self.quick else 20_000), 16
+        folder = self.work / "sharded-audio"
+        if not folder.exists():
+            inputs.make_files(folder, n, 2_000, seed=16)
+        server = self.server(0)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.sharded_dag", str(folder), str(self.work / "sharded-home"), str(shards)],
+            cwd=ROOT,
+            env=_env(
+                {
+                    "AIRFLOW_CONN_LINKAI_DEFAULT": json.dumps(
+                        {"conn_type": "linkai", "host": server.url, "password": server.api_key}
+                    )
+                }
+            ),
+            capture_output=True,
+            text=True,
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith('{"bench"')]
+        if not lines:
+            raise RuntimeError(f"sharded DAG bench failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        res = json.loads(lines[-1])
+        stats = server.stats()
+        res["server"] = {k: stats.get(k) for k in STATS}
+        row = Row("sharded", n, res["wall_s"], n / res["wall_s"], requests=stats["requests_total"])
+        row.loadavg = res.get("loadavg_1m_before")
+        row.detail = res
+        row.figure = (
+            f"XCom {res['xcom_bytes']:,} bytes ({res['xcom_rows']} rows), {stats['requests_total']:,} requests, "
+            f"list_shards {res['task_s'].get('list_shards', 0):.1f} s, manifest {res['manifest_bytes']:,} bytes, "
+            f"state {res['state']}"
+        )
+        row.target = "XCom <= 16 KB, one request per file, run succeeds"
+        row.met = res["xcom_bytes"] <= 16 * 1024 and stats["requests_total"] == n and res["state"] == "success"
         return row
 
     # -- issue 10: long recordings --------------------------------------------------------------------
@@ -758,6 +1017,25 @@ class Bench:
         row.met = max(over.values()) <= 300
         return row
 
+    def ui(self) -> Row:
+        """The Transcripts page over HTTP to a real api-server: bench/ui.py (its docstring says what)."""
+        from bench import ui
+
+        rows = 50_000 if self.quick else 1_000_000
+        res = ui.run(self.work / "ui", rows=rows, repeat=5)
+        print(ui.report(res), file=sys.stderr)
+        search = res["search_median_worst_s"]
+        row = Row("ui", rows, search, rows / search, limit_s=ui.TARGET_SEARCH_S, detail=res)
+        row.loadavg = res["loadavg_1m_before"]
+        row.figure = (
+            f"search median {search:.2f} s (worst phrase; max {res['search_max_s']:.2f} s), days "
+            f"{res['days_median_s']:.2f} s, page {res['page_bytes_total'] / 1024:.0f} KiB, first request "
+            f"{res['first_request_s']:.0f} s, RSS {res['rss_warm_mb']:.0f} MiB"
+        )
+        row.target = "search <= 1 s over 1M rows, days <= 1 s, page <= 300 KB"
+        row.met = all(res["met"].values())
+        return row
+
 
 # -- output ------------------------------------------------------------------------------------------
 def _f(value: float | None, fmt: str, suffix: str = "") -> str:
@@ -825,7 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--baseline-tree",
         default=None,
-        help="latency: also run the bench client of this checkout, interleaved, and report the ratio",
+        help="latency, efficiency, limited, shards_limited: also run the bench client of this checkout "
+        "(e.g. main: `git worktree add --detach /tmp/main main`), interleaved, and report both",
     )
     p.add_argument("--limited-repeat", type=int, default=2, help="runs of each mode in the limited scenario")
     p.add_argument(

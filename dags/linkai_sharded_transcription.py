@@ -1,4 +1,4 @@
-"""Sharded: list a large input once, split it into shards, transcribe the shards in parallel task instances."""
+"""Sharded: list a large input once into a manifest, transcribe its shards in parallel task instances."""
 
 from __future__ import annotations
 
@@ -33,34 +33,39 @@ ALIAS = transcript_alias(TRANSCRIPTS)
 DOC_MD = f"""
 ### LinkAI sharded transcription (backfills and large inputs)
 
-`list_shards` lists the whole input once (`linkai_provider.io.sources.list_audio`) and deals the
-audio files into `shards` lists; `transcribe` is mapped over them
-(`TranscribeAudioOperator.partial(...).expand(source=...)`), so each shard is its own task
-instance with its own retries. Every shard writes its own part files (named by map index, try and
-a random suffix) into the one dataset `{TRANSCRIPTS_URL}/dt=<day>/` (the run's logical date, or the
-day it was triggered for a manual run without one), and skips files that already
-have an `ok` row anywhere in the dataset (`incremental_scope` is the dataset root), so it can be
-rerun and it never repeats the nightly DAG's work. `report` adds up the shards' summaries (also
-when some failed) and adds **one** event to the Asset `{TRANSCRIPTS.uri}` if the shards wrote rows
-(none after a rerun that sent nothing), so `linkai_transcript_analytics` runs once per run, over
-all of it. `all_shards_succeeded` fails the run if any shard failed.
+`list_shards` lists the whole input once and writes a **manifest** (Parquet, one row group per
+shard, `linkai_provider.sharding.write_manifest`) into the dataset's hidden folder
+`{TRANSCRIPTS_URL}/_linkai/manifests/` (never read as data). `transcribe` is mapped over the shard
+numbers (`TranscribeAudioOperator.partial(manifest=...).expand(shard_index=...)`): each shard is its
+own task instance with its own retries, and reads only its own row group of the manifest. XCom carries
+the manifest's URL, counts and the shards' summaries, never file names: about 0.5 KB per shard
+whatever the number of files. Every shard writes its own part files (named by map index, try and a
+random suffix) into the one dataset `{TRANSCRIPTS_URL}/dt=<day>/` (the run's logical date, or the day
+it was triggered for a manual run without one), and skips files that already have an `ok` row
+anywhere in the dataset (`incremental_scope` is the dataset root), so it can be rerun and it never
+repeats the nightly DAG's work. `report` adds up the shards' summaries (also when some failed), adds
+**one** event to the Asset `{TRANSCRIPTS.uri}` if the shards wrote rows (none after a rerun that sent
+nothing), so `linkai_transcript_analytics` runs once per run, over all of it, and removes the manifest
+once every shard succeeded (a failed shard's retry still needs it; older ones are swept after 7 days).
+`all_shards_succeeded` fails the run if any shard failed.
 
 Configuration is the nightly DAG's: Variable `linkai_audio_url` (default: the demo folder; here the
 whole root, every day), Variables `linkai_source_conn_id` / `linkai_destination_conn_id`, env
 `LINKAI_TRANSCRIPTS_URL`; params `source` and `shards` per run.
 
-#### Outgrowing one machine
-* Each shard keeps `max_concurrency` requests in flight; total load on LinkAI is
-  shards running at once x `max_concurrency`. Keep it under your plan's rate limit (429s are
-  retried with backoff, but they waste time).
+#### Outgrowing one machine (see the docs' "Scaling out" page)
+* Each shard keeps up to `max_concurrency` requests in flight and adapts below it under 429s, down to
+  less than one (one request, a pause, the next), so shards that together exceed the plan's
+  concurrency limit slow down instead of failing. Total load on LinkAI is at most shards running at
+  once x `max_concurrency`.
 * With the **LocalExecutor** shards run as parallel processes on one host
   (`[core] parallelism`). With the **CeleryExecutor** or **KubernetesExecutor** the same DAG
   spreads shards over workers or pods unchanged: the operator keeps no local state, reads and writes
   object storage, and part names never collide.
 * Cap concurrency with a **pool** (env `LINKAI_POOL`, e.g. `airflow pools set linkai 8 "LinkAI API"`)
   shared by every LinkAI DAG, and per run with `max_active_tis_per_dagrun`.
-* Shard lists travel through XCom: up to some 10,000 URLs per run is fine on the metadata DB;
-  beyond that, shard by prefix (one folder per shard) or use an object-storage XCom backend.
+* One listing for the whole run: a million files are about 1,000 LIST calls and 300 MB of memory
+  in `list_shards`; a shard's read of the manifest is a few range reads.
 """
 
 
@@ -103,25 +108,38 @@ with DAG(
 ) as dag:
 
     @task
-    def list_shards(source: str, source_conn_id: str, shards: int) -> list[list[str]]:
-        """Deal the input's audio files round-robin into at most ``shards`` non-empty lists."""
-        from linkai_provider.io.sources import list_audio
+    def list_shards(source: str, source_conn_id: str, destination_conn_id: str, shards: int) -> list[int]:
+        """List the input once into a manifest of at most ``shards`` non-empty shards. Returns the shard
+        numbers to map over; the manifest's URL and counts go to XCom key ``listing``."""
+        from linkai_provider.sharding import manifest_url, sweep_manifests, write_manifest
 
-        listing = list_audio(source, source_conn_id or None)
-        uris = [f.uri for f in listing.files]
-        count = max(1, min(int(shards), len(uris)))
-        split = [uris[i::count] for i in range(count) if uris[i::count]]
-        print(f"{len(uris)} audio file(s) in {len(split)} shard(s); {len(listing.unsupported)} not audio")
-        return split
+        context = get_current_context()
+        conn = destination_conn_id or None
+        url = manifest_url(TRANSCRIPTS_URL, context["dag"].dag_id, context["run_id"])
+        # fewer shards than asked when there are fewer audio files: no task with nothing to send
+        listed = write_manifest(source, url, int(shards), source_conn_id=source_conn_id or None, manifest_conn_id=conn)
+        swept = sweep_manifests(TRANSCRIPTS_URL, conn)
+        print(
+            f"{listed.audio_files} audio file(s) in {listed.shards} shard(s) of {listed.smallest_shard}-"
+            f"{listed.largest_shard}; {listed.unsupported} not audio; manifest {listed.manifest} "
+            f"({listed.bytes} bytes); {swept} old manifest(s) removed"
+        )
+        context["ti"].xcom_push(key="listing", value=listed.as_dict())
+        return list(range(listed.shards))
 
     @task(trigger_rule="all_done", outlets=[ALIAS])
-    def report(summaries: list[dict[str, Any]], shard_lists: list[list[str]]) -> dict[str, Any]:
+    def report(summaries: list[dict[str, Any]], destination_conn_id: str) -> dict[str, Any]:
         """The shards' summaries added up (a failed shard returns none: its rows are still in the dataset),
-        and the run's one Asset event if the shards wrote rows."""
+        the run's one Asset event if the shards wrote rows, and the manifest removed once every shard is done."""
+        from linkai_provider.sharding import remove_manifest
+
+        listed = get_current_context()["ti"].xcom_pull(task_ids="list_shards", key="listing")
         summaries = [summaries[i] for i in range(len(summaries))]  # one fetch each, no probing past the end
-        total = add_up(summaries, len(shard_lists))  # only the shards that succeeded return a summary
+        total = add_up(summaries, listed["shards"])  # only the shards that succeeded return a summary
         print(f"All shards: {total}")
         emit_for_summaries([ALIAS], get_current_context(), summaries, log)
+        if total["shards_reporting"] == total["shards"]:
+            remove_manifest(listed["manifest"], destination_conn_id or None)
         return total
 
     @task
@@ -134,13 +152,16 @@ with DAG(
                 "Clear the failed transcribe instances to retry only their failed files."
             )
 
-    shards = list_shards(
+    shard_indices = list_shards(
         source="{{ params.source or " + AUDIO_ROOT + " }}",
         source_conn_id="{{ " + SOURCE_CONN + " }}",
+        destination_conn_id="{{ " + DESTINATION_CONN + " }}",
         shards="{{ params.shards }}",
     )
     transcribed = TranscribeAudioOperator.partial(
         task_id="transcribe",
+        source="{{ params.source or " + AUDIO_ROOT + " }}",  # lineage; the files come from the manifest
+        manifest="{{ ti.xcom_pull(task_ids='list_shards', key='listing')['manifest'] }}",
         destination=TRANSCRIPTS_URL + "/dt={{ " + RUN_DAY + " }}/",
         incremental_scope=TRANSCRIPTS_URL,
         source_conn_id="{{ " + SOURCE_CONN + " }}",
@@ -150,5 +171,5 @@ with DAG(
         pool=POOL,
         max_active_tis_per_dagrun=8,
         outlets=[],  # no event per shard: report adds the run's one event
-    ).expand(source=shards)
-    all_shards_succeeded(report(transcribed.output, shards))
+    ).expand(shard_index=shard_indices)
+    all_shards_succeeded(report(transcribed.output, "{{ " + DESTINATION_CONN + " }}"))

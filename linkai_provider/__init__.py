@@ -26,6 +26,10 @@ def get_provider_info() -> dict:
         "hooks": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.hooks.linkai"]}],
         "operators": [{"integration-name": "LinkAI", "python-modules": ["linkai_provider.operators.transcribe"]}],
         "config": CONFIG,
+        # the Transcripts page. Airflow loads it from the airflow.plugins entry point by default; this entry
+        # is the provider-info way (read when [core] lazy_discover_providers is off), as OpenLineage does both
+        "plugins": [{"name": "linkai", "plugin-class": "linkai_provider.plugins.LinkAIPlugin"}],
+        "extra-links": ["linkai_provider.plugins.links.TranscriptsLink"],
         "connection-types": [
             {
                 "hook-class-name": "linkai_provider.hooks.linkai.LinkAIHook",

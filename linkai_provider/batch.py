@@ -42,6 +42,8 @@ class BatchOptions:
     budget: Budget = Budget()
     progress_interval: float = 10.0
     adaptive: bool = True  # False: a fixed level of max_concurrency (benchmarks compare the two)
+    # where slow start begins (None: min(max_concurrency, 16)); shards start at 1 (linkai_provider.sharding)
+    initial_concurrency: int | None = None
     # How long a failing destination write is retried (sending held meanwhile) before the batch stops.
     destination_retry_seconds: float = 30.0
 
@@ -92,6 +94,7 @@ class Batch:
         incremental_scope: str | None = None,
         logger: Any = log,
         on_progress: Callable[[BatchResult, TranscriptionPipeline], None] | None = None,
+        lister: Callable[[], Listing] | None = None,
     ) -> None:
         self.hook, self.source, self.destination, self.identity = hook, source, destination, identity
         self.row_context, self.options = dict(row_context), options
@@ -99,6 +102,8 @@ class Batch:
         self.incremental_scope, self.log, self.on_progress = incremental_scope, logger, on_progress
         self.pipeline: TranscriptionPipeline | None = None
         self.stopped = False
+        # one shard's slice instead of the whole source (linkai_provider.sharding.shard_lister)
+        self.lister = lister
 
     def stop(self) -> None:
         self.stopped = True
@@ -109,7 +114,7 @@ class Batch:
         opts = self.options
         # every storage URL against its connection (provider installed, the right store) before any request
         preflight(self._storage_urls())
-        listing = list_audio(self.source, self.source_conn_id)
+        listing = self.lister() if self.lister is not None else list_audio(self.source, self.source_conn_id)
         fs, root = resolve(self.destination, self.destination_conn_id)
         destination = fs.unstrip_protocol(root)
         if opts.dry_run:
@@ -135,6 +140,7 @@ class Batch:
             progress_interval=opts.progress_interval,
             hold=(journal.healthy, journal.room),
             adaptive=opts.adaptive,
+            initial_concurrency=opts.initial_concurrency,
             logger=self.log,
             on_progress=self._progress_callback(),
         )

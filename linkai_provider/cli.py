@@ -28,6 +28,7 @@ from linkai_provider.pipeline import (
     TranscriptionPipeline,
 )
 from linkai_provider.planning import Budget
+from linkai_provider.sharding import ShardArgs
 
 log = logging.getLogger("linkai_provider.cli")
 
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="sent as the 'language' form field")
     p.add_argument("--field", action="append", default=[], metavar="K=V", help="extra form field, repeatable")
     p.add_argument("--no-incremental", action="store_true", help="transcribe files that already have an ok row")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="send only slice I of N (0-based): by a stable hash of each file's URL, or the manifest's slice I",
+    )
+    p.add_argument("--manifest", help="read this shard's files from a manifest (linkai_provider.sharding)")
     p.add_argument("--checkpoint-rows", type=int, help=argparse.SUPPRESS)  # deprecated, ignored
     p.add_argument("--checkpoint-seconds", type=float, help=argparse.SUPPRESS)  # deprecated, ignored
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds")
@@ -121,11 +128,24 @@ class _Bar:
             self.bar.close()
 
 
+def _shard(args: argparse.Namespace) -> ShardArgs:
+    """``--shard I/N`` (N optional with ``--manifest``: ``I`` or ``I/``) and ``--manifest``, checked."""
+    index: str | None = None
+    count: str | None = None
+    if args.shard is not None:
+        index, _, count = args.shard.partition("/")
+    try:
+        return ShardArgs.parse(index, count or None, args.manifest)
+    except ValueError as exc:
+        raise ValueError(f"--shard/--manifest: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     hook = _hook(args)
     fields = dict(kv.split("=", 1) for kv in args.field)
     if args.language:
         fields["language"] = args.language
+    shard = _shard(args)
     options = BatchOptions(
         max_concurrency=args.max_concurrency,
         max_file_size_bytes=args.max_file_size_bytes,
@@ -138,6 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         incremental=not args.no_incremental,
         dry_run=args.dry_run,
         budget=Budget(max_files=args.max_files, max_audio_seconds=args.max_audio_seconds),
+        initial_concurrency=shard.initial_concurrency,
     )
     bar = _Bar(enabled=not (args.no_progress or args.quiet))
     batch = Batch(
@@ -157,6 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         options=options,
         on_progress=bar,
+        lister=shard.lister(args.source, args.source_conn_id, args.destination_conn_id),
     )
     stopped_by: list[str] = []
 
@@ -174,6 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bar.close()
         hook.close()
     summary = outcome.summary
+    if outcome.listing.shard:
+        summary["shard"] = outcome.listing.shard
     if outcome.result is not None and outcome.result.fatal is not None:
         summary["fatal"] = str(outcome.result.fatal)
     if stopped_by:

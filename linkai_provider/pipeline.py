@@ -109,6 +109,7 @@ class TranscriptionPipeline:
         progress_interval: float = 10.0,
         hold: threading.Event | Sequence[threading.Event] | None = None,
         adaptive: bool = True,
+        initial_concurrency: int | None = None,
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
         answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
@@ -126,7 +127,12 @@ class TranscriptionPipeline:
         self._hinted = False
         self.cancel = threading.Event()
         self.scheduler = RequestScheduler(
-            max_concurrency, adaptive=adaptive, hold=hold, cancel=self.cancel, logger=logger
+            max_concurrency,
+            initial=initial_concurrency,
+            adaptive=adaptive,
+            hold=hold,
+            cancel=self.cancel,
+            logger=logger,
         )
         self.budget = UploadBudget(settings.max_upload_bytes, logger)
         self._fatal: BaseException | None = None

@@ -41,6 +41,38 @@ CONFIG = {
                 "example": "aws_default",
                 "default": "",
             },
+            # -- the Transcripts page (linkai_provider.plugins, docs/ui.md); read by the api-server only --
+            "ui_refresh_seconds": {
+                "description": (
+                    "How old the Transcripts page's listing of the dataset may be before a request lists it "
+                    "again: new parts show on the page within this time. 0 lists on every request."
+                ),
+                "version_added": "0.3.0",
+                "type": "float",
+                "example": "30",
+                "default": "30",
+            },
+            "ui_cache_dir": {
+                "description": (
+                    "Folder where the api-server keeps the Transcripts page's DuckDB cache of the dataset "
+                    "(it holds transcripts; created readable by the api-server's user only). Empty: "
+                    "airflow-linkai-ui in the system's temporary folder."
+                ),
+                "version_added": "0.3.0",
+                "type": "string",
+                "example": "/var/cache/airflow/linkai-ui",
+                "default": "",
+            },
+            "ui_memory_limit": {
+                "description": (
+                    "DuckDB's memory limit for the Transcripts page's cache, e.g. 512MB or 2GB; what does "
+                    "not fit is read from the cache file (the OS page cache keeps it warm)."
+                ),
+                "version_added": "0.3.0",
+                "type": "string",
+                "example": "2GB",
+                "default": "512MB",
+            },
         },
     }
 }

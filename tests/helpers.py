@@ -9,12 +9,17 @@ import os
 
 def xcom_return(dag_run, task_id: str, map_index: int = -1):
     """The return value a task pushed in a ``dag.test()`` run."""
+    return xcom_value(dag_run, task_id, "return_value", map_index)
+
+
+def xcom_value(dag_run, task_id: str, key: str, map_index: int = -1):
+    """The XCom ``key`` a task pushed in a ``dag.test()`` run."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         query = XComModel.get_many(
-            run_id=dag_run.run_id, key="return_value", task_ids=task_id, dag_ids=dag_run.dag_id, map_indexes=map_index
+            run_id=dag_run.run_id, key=key, task_ids=task_id, dag_ids=dag_run.dag_id, map_indexes=map_index
         )
         row = session.scalars(query).first()
         return None if row is None else XComModel.deserialize_value(row)

@@ -89,7 +89,9 @@ def test_linkai_config_section_is_declared_and_read_the_airflow_way(tmp_path):
     from airflow.cfg or AIRFLOW__LINKAI__* like any other option; the DAGs and the UI read it through
     linkai_provider.settings."""
     options = linkai_provider.get_provider_info()["config"]["linkai"]["options"]
-    assert set(options) == {"transcripts_url", "transcripts_conn_id"}
+    # the ui_* options are the Transcripts page's (tests/plugins)
+    assert set(options) == {"transcripts_url", "transcripts_conn_id", "ui_refresh_seconds", "ui_cache_dir",
+                            "ui_memory_limit"}  # fmt: skip
     home = {"AIRFLOW_HOME": str(tmp_path)}
     listed = airflow("config", "list", "--section", "linkai", "--defaults", **home)
     assert listed.returncode == 0 and "transcripts_url" in listed.stdout, listed.stderr

@@ -19,6 +19,8 @@ from linkai_provider.lineage import openlineage_name as openlineage_name  # re-e
 from linkai_provider.lineage import transcript_asset as transcript_asset  # re-exported
 from linkai_provider.pipeline import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES
 from linkai_provider.planning import Budget
+from linkai_provider.plugins.links import TranscriptsLink
+from linkai_provider.sharding import ShardArgs, may_be_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,6 +67,13 @@ class TranscribeAudioOperator(BaseOperator):
     :param incremental: skip files that already have an ``ok`` row for their current fingerprint.
     :param incremental_scope: dataset folder checked for ``ok`` rows; default ``destination``. Point it
         at the dataset root to skip files done on any earlier day. (templated)
+    :param shard_index: send only this slice of ``source`` (0-based); with ``shard_count``, the files whose
+        stable hash of ``source_uri`` falls in this shard (every shard lists the whole source), or with
+        ``manifest``, the manifest's slice. Map it over ``range(shard_count)``. (templated)
+    :param shard_count: how many slices ``source`` is cut into; optional with ``manifest``, which knows it. (templated)
+    :param manifest: URL of a manifest written by :func:`linkai_provider.sharding.write_manifest` (one
+        listing for every shard): the shard's files are read from it instead of listing ``source``
+        (which then names the input for lineage only). Read with ``destination_conn_id``. (templated)
     :param checkpoint_rows: deprecated, ignored: every finished row is journaled within moments
         and a task try leaves exactly one part file.
     :param checkpoint_seconds: deprecated, ignored (see ``checkpoint_rows``).
@@ -80,10 +89,15 @@ class TranscribeAudioOperator(BaseOperator):
         "destination_conn_id",
         "extra_fields",
         "incremental_scope",
+        "shard_index",
+        "shard_count",
+        "manifest",
     )
     template_fields_renderers = {"source": "py", "extra_fields": "json"}
     ui_color = "#d6eaf8"
     ui_fgcolor = "#1b2631"
+    # "Transcripts" on the task instance: the Transcripts page on this run's files (docs/ui.md)
+    operator_extra_links = (TranscriptsLink(),)
 
     def __init__(
         self,
@@ -108,6 +122,9 @@ class TranscribeAudioOperator(BaseOperator):
         fail_on_empty_source: bool = False,
         incremental: bool = True,
         incremental_scope: str | None = None,
+        shard_index: int | str | None = None,
+        shard_count: int | str | None = None,
+        manifest: str | None = None,
         checkpoint_rows: int | None = None,
         checkpoint_seconds: float | None = None,
         timeout: float | None = None,
@@ -138,6 +155,11 @@ class TranscribeAudioOperator(BaseOperator):
             budget=Budget(max_files=max_files, max_audio_seconds=max_audio_seconds),
             progress_interval=progress_interval,
         )
+        if not any(may_be_template(v) for v in (shard_index, shard_count, manifest)):
+            ShardArgs.parse(shard_index, shard_count, manifest)  # templated ones are checked once rendered
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.manifest = manifest
         self.source = source
         self.destination = destination
         self.linkai_conn_id = linkai_conn_id
@@ -176,7 +198,12 @@ class TranscribeAudioOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         config = self.hook.config  # a connection without a key fails here, before any I/O
         ti = context["ti"]
-        options = dataclasses.replace(self.batch_options, extra_fields=dict(self.extra_fields or {}))
+        shard = ShardArgs.parse(self.shard_index, self.shard_count, self.manifest)
+        options = dataclasses.replace(
+            self.batch_options,
+            extra_fields=dict(self.extra_fields or {}),
+            initial_concurrency=shard.initial_concurrency,
+        )
         self._batch = batch = Batch(
             self.hook,
             source=self.source,
@@ -194,6 +221,7 @@ class TranscribeAudioOperator(BaseOperator):
             row_context=self._row_context(context, config.base_url),
             options=options,
             logger=self.log,
+            lister=shard.lister(self.source, self.source_conn_id, self.destination_conn_id),
         )
         if self._killed:
             batch.stop()
@@ -202,6 +230,8 @@ class TranscribeAudioOperator(BaseOperator):
         finally:
             self.hook.close()
         summary = outcome.summary
+        if outcome.listing.shard:
+            summary["shard"] = outcome.listing.shard
         self.log.info("Summary: %s", summary)
         self._raise_for(outcome)
         emit_transcript_events(self, context, summary)
@@ -247,7 +277,7 @@ class TranscribeAudioOperator(BaseOperator):
             raise AirflowException(
                 f"Stopped by SIGTERM: {result.not_sent} file(s) not sent; the {result.done} finished are written"
             )
-        if self.fail_on_empty_source and not outcome.listing.files:
+        if self.fail_on_empty_source and not outcome.listing.files and not outcome.listing.shard:
             raise FileNotFoundError(f"source {self.source!r} holds no audio file of the ten formats")
         if result.failed and self.fail_on_partial_error:
             reasons = "; ".join(f"{uri}: {why}" for uri, why in result.failures[:5])

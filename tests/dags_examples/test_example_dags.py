@@ -18,7 +18,7 @@ import pytest
 from linkai_provider.dataset import TranscriptWriter, read_rows
 from linkai_provider.lineage import transcript_alias
 from linkai_provider.operators.transcribe import TranscribeAudioOperator
-from tests.helpers import check_ok_rows, xcom_return
+from tests.helpers import check_ok_rows, xcom_return, xcom_value
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG_IDS = ("linkai_nightly_transcription", "linkai_sharded_transcription", "linkai_transcript_analytics")
@@ -273,9 +273,14 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
         ("report", -1): "success",
         ("all_shards_succeeded", -1): "success",
     }
-    shards = xcom_return(run, "list_shards")
-    assert sorted(uri for shard in shards for uri in shard) == sorted({**first, **later})
-    assert [len(s) for s in shards] == [4, 3, 3]
+    assert xcom_return(run, "list_shards") == [0, 1, 2]  # shard numbers only: no file list in XCom
+    listing = xcom_value(run, "list_shards", "listing")
+    assert (listing["files_found"], listing["audio_files"], listing["shards"]) == (len({**first, **later}), 10, 3)
+    assert (listing["smallest_shard"], listing["largest_shard"]) == (3, 4)
+    assert "/_linkai/manifests/" in listing["manifest"]
+    assert sorted(xcom_return(run, "transcribe", i)["files_found"] for i in range(3)) == [3, 3, 4]
+    assert sorted(xcom_return(run, "transcribe", i)["shard"] for i in range(3)) == ["0/3", "1/3", "2/3"]
+    assert not Path(listing["manifest"].removeprefix("file://")).exists(), "removed once every shard succeeded"
     report = xcom_return(run, "report")
     assert (report["transcribed"], report["skipped"], report["failed"]) == (6, 4, 0)
     assert report["shards_reporting"] == 3
@@ -285,6 +290,39 @@ def test_sharded_spreads_over_mapped_instances_and_skips_earlier_work(
     rows = local_rows(partition)
     check_ok_rows(rows, later, "linkai_sharded_transcription")
     assert {r["map_index"] for r in rows} == {0, 1, 2}  # every shard wrote its own rows into the partition
+
+
+def xcom_bytes(dag_run) -> tuple[int, str]:
+    """Bytes of every XCom a ``dag.test()`` run left in the metadata DB (as stored: JSON), and their text."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        values = session.scalars(
+            select(XComModel.value).where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
+        ).all()
+    text = "\n".join(json.dumps(v) for v in values)
+    return len(text.encode()), text
+
+
+def test_sharded_xcom_holds_counts_not_file_lists(example_dag, lake_env, linkai_conn, tmp_path):
+    """XCom stays the same size whatever the number of files: 30 then 300 files, 4 shards each."""
+    from bench.inputs import make_files
+
+    lake_env(f"file://{tmp_path}/audio", f"file://{tmp_path}/lake/transcripts")
+    dag = example_dag("linkai_sharded_transcription")
+    sizes = {}
+    for ds, n in (("2026-11-05", 30), ("2026-11-06", 300)):
+        make_files(tmp_path / "audio" / ds, n, 2_000, seed=n, prefix=f"f{n}")
+        run = dag.test(logical_date=day(ds), run_conf={"shards": 4, "source": f"file://{tmp_path}/audio/{ds}"})
+        assert run.state == "success", ti_states(run)
+        assert xcom_return(run, "report")["transcribed"] == n
+        sizes[n], text = xcom_bytes(run)
+        assert ".wav" not in text  # no file name travels through XCom
+    assert linkai_conn.stats()["transcriptions_ok"] == 330  # one request per file
+    assert sizes[300] <= 16 * 1024
+    assert abs(sizes[300] - sizes[30]) <= 64, sizes  # a few more digits in the counts, nothing per file
 
 
 def test_analytics_keeps_the_current_transcript_per_file(example_dag, lake_env, tmp_path):

@@ -38,6 +38,7 @@ COVERED = {
     "bigquery.sql": "test_ddl_names_every_column_with_a_compatible_type",
     "bigquery_current.sql": "test_warehouse_queries_return_the_current_transcripts",
     "minimal_dag.py": "test_minimal_dag_*",
+    "sharded_by_hash.py": "test_sharded_by_hash_snippet_maps_over_every_shard",
     "connection_env.sh": "test_connection_env_examples_configure_the_hook",
     "test_connection.sh": "test_connection_test_snippet_against_linkai_server",
     "connection_cli.sh": "test_connection_cli_snippet_stores_a_usable_connection",
@@ -50,6 +51,7 @@ COVERED = {
     # pool, trigger and events run as written by the real stack in tests/stack
     "production.sh": "tests/deploy/test_production.py and tests/stack",
     "duckdb_segments.sql": "tests/operators/test_long_recordings.py (runs the docs' segments query as written)",
+    "ui.sh": "tests/plugins/test_browser.py (the API section against a real api-server, settings, extras)",
 }
 
 
@@ -294,6 +296,17 @@ def snippet_dags():
     bag = DagBag(dag_folder=str(SNIPPETS / "minimal_dag.py"), known_pools={"default_pool"})
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("transcribe_calls"), bag.get_dag("report_on_transcripts")
+
+
+def test_sharded_by_hash_snippet_maps_over_every_shard(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(SNIPPETS / "sharded_by_hash.py"), known_pools={"default_pool"})
+    assert not bag.import_errors, bag.import_errors
+    task = bag.get_dag("transcribe_backlog_by_hash").get_task("transcribe")
+    assert task.partial_kwargs["shard_count"] == 16
+    assert task.expand_input.value["shard_index"] == list(range(16))
+    assert task.partial_kwargs["incremental_scope"] == "s3://my-bucket/transcripts"
 
 
 def test_minimal_dag_parses_and_wires_the_asset(airflow_home):
