@@ -36,7 +36,7 @@ FLOOR_PERCENTILE = 10.0
 LOWEST_FLOOR_DB = -100.0
 SKIP_MIN_S = 3.0  # silences at least this long are not sent...
 KEEP_S = 0.5  # ...but for this much at either side
-MIN_ACTIVE_S = 0.1  # an island with less energy than this is a click, not speech
+MIN_ACTIVE_S = 0.1  # an island with less energy than this is a click, not speech (or half a shorter file)
 
 # Cut points (pauses between sentences)
 MIN_PAUSE_S = 0.25
@@ -95,7 +95,8 @@ def speech_spans(
         at = max(at, cut_to)
     if at < n:
         spans.append((at, n))
-    least = max(1, round(min_active_s * FRAMES_PER_S))
+    # A click is not speech; but a recording shorter than that is judged by half of its frames.
+    least = max(1, min(round(min_active_s * FRAMES_PER_S), -(-n // 2)))
     return [(s, e) for s, e in spans if int(active[s:e].sum()) >= least]
 
 
