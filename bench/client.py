@@ -8,7 +8,9 @@ out: they cost the same whatever the provider does.
 
 Spec keys: ``scenario``, ``source``, ``destination``, ``max_concurrency``, optional
 ``source_conn_id``/``destination_conn_id`` and the BatchOptions ``adaptive``, ``initial_concurrency``,
-``max_upload_bytes``, ``max_chunk_seconds``, ``split_long_audio``, ``piece_format``, ``max_file_size_bytes``.
+``max_upload_bytes``, ``max_chunk_seconds``, ``split_long_audio``, ``piece_format``, ``channels``,
+``skip_silence``, ``max_file_size_bytes`` (keys a tree's BatchOptions does not know are not passed:
+an older baseline tree ignores them).
 
 Usage: ``python -m bench.client '<json spec>'``; prints one JSON line with the timings.
 The API key comes from ``$AIRFLOW_CONN_LINKAI_BENCH``; storage credentials from
@@ -120,7 +122,14 @@ def main() -> None:
         progress_interval=3600.0,
         **{
             name: spec[name]
-            for name in ("max_upload_bytes", "max_chunk_seconds", "split_long_audio", "piece_format")
+            for name in (
+                "max_upload_bytes",
+                "max_chunk_seconds",
+                "split_long_audio",
+                "piece_format",
+                "channels",
+                "skip_silence",
+            )
             if name in spec
         },
     )

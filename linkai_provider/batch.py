@@ -36,6 +36,8 @@ class BatchOptions:
     max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS
     split_long_audio: bool = True
     piece_format: str | None = None
+    channels: str = "mix"  # "separate": each channel of a call on its own (audio owner's hunk)
+    skip_silence: bool = True
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     incremental: bool = True
     dry_run: bool = False
@@ -59,6 +61,8 @@ class BatchOptions:
             max_chunk_seconds=self.max_chunk_seconds,
             split_long_audio=self.split_long_audio,
             piece_format=self.piece_format,
+            channels=self.channels,
+            skip_silence=self.skip_silence,
             extra_fields=dict(self.extra_fields),
             row_context=dict(row_context),
         )

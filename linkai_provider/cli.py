@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-split", action="store_true", help="never split: files over --max-upload-bytes fail")
     p.add_argument("--piece-format", choices=("ogg", "flac", "mp3"), help="encoding of pieces of long recordings")
+    p.add_argument(
+        "--channels",
+        choices=("mix", "separate"),
+        default="mix",
+        help="separate: transcribe each channel of a multi-channel recording (a call) on its own (default mix)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list and plan; print what would be sent; send nothing")
     p.add_argument("--max-files", type=int, help="send at most N files this run (the rest wait for the next)")
     p.add_argument("--max-audio-seconds", type=float, help="send at most this much audio this run")
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_chunk_seconds=args.max_chunk_seconds,
         split_long_audio=not args.no_split,
         piece_format=args.piece_format,
+        channels=args.channels,
         extra_fields=fields,
         incremental=not args.no_incremental,
         dry_run=args.dry_run,

@@ -31,6 +31,7 @@ from linkai_provider.recording import (
     RecordingTranscriber,
     UploadBudget,
 )
+from linkai_provider.resume import PiecesSink
 from linkai_provider.scheduler import RequestScheduler
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class BatchResult:
     ok: int = 0
     failed: int = 0
     not_sent: int = 0
-    audio_seconds: float = 0.0
-    split: int = 0  # files sent through the splitter (pieces, or one re-encoded piece)
+    audio_seconds: float = 0.0  # audio the API answered for (what it bills; each channel counted)
+    split: int = 0  # files sent as pieces (cut, or repackaged into one), failed ones included
+    pieces_reused: int = 0  # pieces answered in an earlier try and joined into this run's rows
     fatal: BaseException | None = None  # a LinkAIFatalError, or the sink's write error
     failures: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason), first few only
     scheduler: dict[str, int] = field(default_factory=dict)
@@ -111,7 +113,7 @@ class TranscriptionPipeline:
         logger: Any = log,
         on_progress: Callable[[BatchResult], None] | None = None,
         answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
-        pieces_sink: Callable[[Sequence[Any]], None] | None = None,
+        pieces_sink: PiecesSink | None = None,
     ) -> None:
         self.hook = hook
         self.sink = sink
@@ -122,6 +124,7 @@ class TranscriptionPipeline:
         self.on_progress = on_progress
         self.answered = answered or {}
         self.pieces_sink = pieces_sink
+        self._hinted = False
         self.cancel = threading.Event()
         self.scheduler = RequestScheduler(
             max_concurrency,
@@ -206,11 +209,20 @@ class TranscriptionPipeline:
             self.sink.append(rows)  # one journal write for the rows that finished together
         for outcome in outcomes:
             row = outcome.row
+            result.audio_seconds += outcome.billed_s  # paid also when stopped before the row was done
             if row is None:
                 continue
+            result.pieces_reused += outcome.reused
+            if outcome.hint is not None and not self._hinted:
+                self._hinted = True
+                self.log.warning(
+                    "%s: its channels carry different speech (a call with each party on its own channel?) and "
+                    "were transcribed mixed; channels='separate' transcribes each channel on its own. "
+                    "(Said once per batch.)",
+                    outcome.hint,
+                )
             if row["status"] == STATUS_OK:
                 result.ok += 1
-                result.audio_seconds += row["audio_duration_s"] or 0.0
             else:
                 result.failed += 1
                 if len(result.failures) < 20:

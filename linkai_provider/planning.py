@@ -8,8 +8,9 @@ listing and the folders it touches, not the dataset's history.
 Budgets (``max_files``, ``max_audio_seconds``) take files in listing order until the next one would
 pass the budget; the rest are *held back* for the next run (incremental). A budget by audio seconds
 needs each file's duration before anything is sent: the header tells for nine formats, PyAV's demuxer
-for MPEG program streams; a file whose duration still cannot be read is held back (it cannot be priced)
-and named in the log.
+for MPEG program streams and for headers that claim more than the file holds. A file whose duration
+still cannot be read holds no audio PyAV can read: it is sent on (refused before any request, a failed
+row); without PyAV it is held back (it cannot be priced), named in the log.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from linkai_provider import dataset, keyindex
-from linkai_provider.io.audio import measure_duration
+from linkai_provider.io.audio import audio_checks, measure_duration
 from linkai_provider.io.sources import AudioFile, Listing
 from linkai_provider.pipeline import BatchResult
 from linkai_provider.staging import Listing as StoreListing
@@ -280,6 +281,7 @@ def plan_batch(
     if not budget.active:
         return plan
     todo: list[AudioFile] = []
+    free: list[AudioFile] = []
     seconds = 0.0
     for i, file in enumerate(candidates):
         if budget.max_files is not None and len(todo) >= budget.max_files:
@@ -287,6 +289,12 @@ def plan_batch(
             break
         if budget.max_audio_seconds is not None:
             duration = plan.durations.get(file.uri)
+            if duration is None and audio_checks():
+                # Nothing in it demuxes as audio: it is refused before any request (a failed row,
+                # free), so the budget never holds it back forever (audio owner's hunk).
+                free.append(file)
+                todo.append(file)
+                continue
             if duration is None:
                 plan.unpriced.append(file)
                 plan.held_back.append(file)
@@ -298,6 +306,12 @@ def plan_batch(
             seconds += duration
         todo.append(file)
     plan.todo = todo
+    for file in free:
+        log.warning(
+            "Sending %s although max_audio_seconds cannot price it: nothing in it reads as audio, so it "
+            "will be refused before any request (a failed row, nothing paid)",
+            file.uri,
+        )
     for file in plan.unpriced:
         log.warning(
             "Held back %s: its duration cannot be read, so max_audio_seconds cannot price it "
@@ -341,6 +355,7 @@ def summarize(plan: Plan, result: BatchResult | None, destination: str, **extra:
         "held_back": len(plan.held_back),
         "audio_seconds": round(result.audio_seconds, 3) if result else 0.0,
         "split": result.split if result else 0,
+        "pieces_reused": result.pieces_reused if result else 0,
     }
     figures = result.scheduler if result is not None else {}
     for key in ("requests", "rate_limited", "concurrency", "concurrency_min"):

@@ -1,25 +1,30 @@
-"""One recording's way through the API: checks, a whole upload or pieces cut at silences, one row.
+"""One recording's way through the API: checks, one decoding pass, then the file as it is or its pieces.
 
-A file goes whole when it fits the upload budget and ``max_chunk_seconds``; otherwise it is split
-(:mod:`linkai_provider.io.splitting`) and its pieces are sent concurrently through the same
-:class:`~linkai_provider.scheduler.RequestScheduler` as every other upload, pieces first. Their texts
-are joined in order into the file's one row, with each piece's span in ``segments``. The row is
-``ok`` only if every piece is; otherwise it names the piece and the file goes again, whole, next run.
+With PyAV installed (the ``audio`` extra) every file is analysed before a byte is sent
+(:mod:`linkai_provider.io.analysis`):
 
-The upload budget is learned: a 413 for an upload under ``max_upload_bytes`` means the API's limit
-is lower, so the budget shrinks for the rest of the batch and the file is split again.
+* no audio stream, or nothing that decodes: a ``failed`` row, nothing sent;
+* no speech energy anywhere: an ``ok`` row with empty text and a warning, nothing sent;
+* otherwise the file goes **as it is** when it is plain audio that fits the budget and
+  ``max_chunk_seconds``, its header tells the truth, it decodes cleanly, it has no long silence
+  and its channels are not to be separated; else as **pieces** (:mod:`linkai_provider.pieces`):
+  packets copied or PCM encoded, silences left out, damaged stretches skipped, each channel on its
+  own with ``channels="separate"``. Answered pieces are journaled and reused by the next try.
+
+The upload budget is learned: a 413 for an upload of at least 1 MiB under ``max_upload_bytes``
+means the API's limit is lower (the limit the 413's message states, else half the refused size),
+for the rest of the batch. A 413 for a smaller upload is that file's failure, never a new limit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import posixpath
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,15 +35,17 @@ from linkai_provider.exceptions import (
     PayloadTooLargeError,
     UnreadableFileError,
 )
-from linkai_provider.hooks.linkai import LinkAIHook, Transcription
-from linkai_provider.io.audio import measure_duration
+from linkai_provider.hooks.linkai import LinkAIHook
+from linkai_provider.io.audio import measure_duration, probe_duration
 from linkai_provider.io.sources import AudioFile
-from linkai_provider.scheduler import PRIORITY_PIECE, RequestScheduler, SchedulerCancelled
+from linkai_provider.resume import PiecesSink
+from linkai_provider.scheduler import RequestScheduler, SchedulerCancelled
 
 READ_BLOCK_SIZE = 1 << 20  # fsspec read-ahead per open file: bounds memory per upload on S3/GCS
-BUDGET_MARGIN = 0.5  # after a 413 for N bytes, aim at N/2: few passes down to an unknown limit
-MIN_BUDGET_BYTES = 64 * 1024
+BUDGET_MARGIN = 0.5  # after a 413 for N bytes (and no stated limit), aim at N/2
+MIN_BUDGET_BYTES = 1024 * 1024  # a 413 never teaches a limit under this: it is the file's failure
 MAX_SPLIT_PASSES = 10
+CHANNEL_MODES = ("mix", "separate")
 
 
 def human_mb(n: float) -> str:
@@ -62,25 +69,37 @@ class UploadBudget:
     def learned(self) -> bool:
         return self._bytes < self.configured
 
-    def learn(self, refused: int) -> int:
-        """An upload of ``refused`` bytes got 413: keep the budget under it for the rest of the batch."""
+    def learn(self, refused: int, stated: int | None = None) -> bool:
+        """An upload of ``refused`` bytes got 413: keep the budget under it for the rest of the batch,
+        at the limit the 413 ``stated`` (``PayloadTooLargeError.limit_bytes``), else at half of it.
+
+        :return: False when the 413 teaches nothing: the upload was under ``MIN_BUDGET_BYTES``
+            (a limit that low is not an upload limit: the file fails on its own) or not under the
+            budget in force.
+        """
+        target = int(refused * BUDGET_MARGIN)
+        if stated is not None and stated < refused:
+            target = stated - 16 * 1024  # the multipart form's own bytes
         with self._lock:
-            target = max(MIN_BUDGET_BYTES, int(refused * BUDGET_MARGIN))
-            if target < self._bytes and self.learned:
+            if refused < MIN_BUDGET_BYTES or target < MIN_BUDGET_BYTES or refused > self._bytes:
+                return False
+            if target >= self._bytes:
+                return True  # another thread learned as much already
+            if self.learned:
                 self.log.info("Another 413 for %s: pieces now at most %s", human_mb(refused), human_mb(target))
-                self._bytes = target
-            elif target < self._bytes:
-                self._bytes = target
+            else:
                 self.log.warning(
                     "The API refused a %s upload as too large (HTTP 413) although max_upload_bytes is %s: its "
-                    "limit is lower. Long recordings are now split into pieces of at most %s for the rest of "
+                    "limit is lower%s. Long recordings are now split into pieces of at most %s for the rest of "
                     "this batch (set max_upload_bytes=%d to start there).",
                     human_mb(refused),
                     human_mb(self.configured),
+                    f" ({human_mb(stated)}, as it says)" if stated is not None and stated < refused else "",
                     human_mb(target),
                     target,
                 )
-            return self._bytes
+            self._bytes = target
+            return True
 
 
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -96,6 +115,8 @@ class FileSettings:
     max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS
     split_long_audio: bool = True
     piece_format: str | None = None
+    channels: str = "mix"
+    skip_silence: bool = True  # benchmarks turn it off to measure what it saves
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     row_context: Mapping[str, Any] = field(default_factory=dict)  # constant columns of every row
 
@@ -108,22 +129,18 @@ class FileSettings:
             raise ValueError(f"max_chunk_seconds must be positive, got {self.max_chunk_seconds}")
         if self.piece_format not in (None, "ogg", "flac", "mp3"):
             raise ValueError(f"piece_format must be 'ogg', 'flac', 'mp3' or None, got {self.piece_format!r}")
+        if self.channels not in CHANNEL_MODES:
+            raise ValueError(f"channels must be 'mix' or 'separate', got {self.channels!r}")
 
 
 @dataclass(frozen=True)
 class Outcome:
     row: dict[str, Any] | None  # None: never sent (cancelled); the next run picks the file up
     fatal: LinkAIFatalError | None = None
-    split: bool = False  # went through the splitter (cut into pieces, or re-encoded to fit in one)
-
-
-@dataclass
-class _PieceResult:
-    piece: Any
-    answer: Transcription | None = None
-    error: BaseException | None = None
-    started: float | None = None
-    ended: float | None = None
+    split: bool = False  # sent as pieces (cut, or repackaged into one) rather than as it is
+    billed_s: float = 0.0  # audio the API answered for this try (each channel counted)
+    reused: int = 0  # pieces answered in an earlier try and joined into this row
+    hint: str | None = None  # a stereo file whose channels carry different speech, mixed
 
 
 LOSSLESS_WORST_BYTES_PER_S = 32_000  # 16 kHz mono 16-bit: FLAC never needs much more than raw PCM
@@ -153,17 +170,37 @@ def new_row(file: AudioFile, context: Mapping[str, Any]) -> dict[str, Any]:
         "latency_ms": None,
         "chunks": None,
         "segments": None,
+        "warnings": None,
     }
 
 
+_GENERIC_413 = frozenset(
+    {"request entity too large", "payload too large", "content too large", PayloadTooLargeError.default_message.lower()}
+)
+
+
 def short_reason(exc: BaseException, size: int | None = None) -> str:
-    """The row's ``error_message``: the API's message, but one short sentence for a 413."""
+    """The row's ``error_message``: the API's message; for a 413 one short sentence, with the
+    server's own words when it gave some (never a proxy's HTML page)."""
     if isinstance(exc, PayloadTooLargeError):
         what = f"the upload of {size} bytes" if size is not None else "the upload"
-        return f"the API refused {what} as too large (HTTP 413)"
+        reason = f"the API refused {what} as too large (HTTP 413)"
+        said = " ".join((exc.message or "").split())
+        if said and "<" not in said and said.lower().removeprefix("413 ") not in _GENERIC_413:
+            reason += f": {said[:200]}"
+        return reason
     if isinstance(exc, LinkAIError):
         return exc.message or type(exc).__name__
     return str(exc) or type(exc).__name__
+
+
+def clock(seconds: float) -> str:
+    """56:14.9, or 1:02:03.4 past an hour: how warnings name a place in a recording."""
+    tenths = round(seconds * 10)
+    minutes, tenth_s = divmod(tenths, 600)
+    hours, minutes = divmod(minutes, 60)
+    secs = f"{tenth_s // 10:02d}.{tenth_s % 10}"
+    return f"{hours}:{minutes:02d}:{secs}" if hours else f"{minutes}:{secs}"
 
 
 class RecordingTranscriber:
@@ -181,13 +218,33 @@ class RecordingTranscriber:
         durations: Mapping[str, float | None] | None = None,
         *,
         answered: Mapping[tuple[str, str], Sequence[Any]] | None = None,
-        pieces_sink: Callable[[Sequence[Any]], None] | None = None,
+        pieces_sink: PiecesSink | None = None,
     ) -> None:
         self.hook, self.scheduler, self.settings, self.budget = hook, scheduler, settings, budget
         self.cancel, self.piece_pool, self.log = cancel, piece_pool, logger
         self.durations = durations or {}  # measured while planning (budgets): not read a second time
         self.answered = answered or {}  # pieces answered in earlier tries, by (source_uri, fingerprint)
         self.pieces_sink = pieces_sink
+        self._audio: bool | None = None
+
+    @property
+    def audio_available(self) -> bool:
+        if self._audio is None:
+            try:
+                from linkai_provider.io.pcm import require_av
+
+                require_av()
+                import numpy  # noqa: F401
+
+                self._audio = True
+            except ImportError:
+                self._audio = False
+                self.log.warning(
+                    "PyAV is not installed: files are sent as they are, without checks for audio streams, "
+                    "damage, silence or channels, and long ones cannot be split "
+                    "(pip install 'airflow-provider-linkai[audio]')"
+                )
+        return self._audio
 
     def __call__(self, file: AudioFile) -> Outcome:
         if self.cancel.is_set():
@@ -196,56 +253,58 @@ class RecordingTranscriber:
         started = time.monotonic()
         limit = self.settings.max_file_size_bytes
         if file.size == 0:
-            return self._failed(row, UnreadableFileError("file is empty (0 bytes); not uploaded"), started)
+            return self.failed(row, UnreadableFileError("file is empty (0 bytes); not uploaded"), started)
         if limit is not None and file.size > limit:
             reason = f"file is {file.size} bytes, over max_file_size_bytes={limit}; not uploaded"
-            return self._failed(row, UnreadableFileError(reason), started)
+            return self.failed(row, UnreadableFileError(reason), started)
+        if not self.audio_available:
+            return self._as_it_is(file, row, started)
+        from linkai_provider.io.workdirs import spill_to_local
+        from linkai_provider.pieces import Recording
+
         try:
-            fh = file.fs.open(file.path, "rb", block_size=READ_BLOCK_SIZE)
-        except Exception as exc:
-            return self._failed(row, UnreadableFileError(f"cannot open {file.uri}: {exc}"), started)
-        try:
-            # Probed while other files are in flight; only the request itself takes a slot.
-            if file.uri in self.durations:
-                row["audio_duration_s"] = self.durations[file.uri]
-            else:
-                row["audio_duration_s"] = measure_duration(fh, file.audio_format)
-            if self._needs_split(file.size, row["audio_duration_s"]):
-                fh.close()
-                return self._split(file, row, started)
-            if not self.settings.split_long_audio and file.size > self.budget.bytes:
-                reason = (
-                    f"file is {file.size} bytes, over the upload limit of {self.budget.bytes} bytes "
-                    "(max_upload_bytes); split_long_audio=False, so it is not sent"
-                )
-                return self._failed(row, UnreadableFileError(reason), started)
-            try:
-                answer = self.hook.transcribe(
-                    fh,
-                    filename=posixpath.basename(file.path),
-                    extra_fields=self.settings.extra_fields,
-                    cancel=self.cancel,
-                    gate=self.scheduler,
-                )
-            except PayloadTooLargeError as exc:
-                if file.size <= self.settings.max_upload_bytes:
-                    self.budget.learn(file.size)  # the API's real limit is lower than configured
-                    if self.settings.split_long_audio and file.size > self.budget.bytes:
-                        fh.close()
-                        return self._split(file, row, started)
-                return self._failed(row, exc, started, size=file.size)
+            with spill_to_local(file.fs, file.path) as local:
+                return Recording(self, file, local, row, started).transcribe()
         except SchedulerCancelled:
             return Outcome(None)
+        except OSError as exc:
+            return self.failed(row, UnreadableFileError(f"cannot read {file.uri}: {exc}"), started)
+        except Exception as exc:  # a bug or an odd decoder error must not sink the batch
+            self.log.exception("Unexpected error on %s", file.uri)
+            return self.failed(row, exc, started)
+
+    def header_seconds(self, file: AudioFile, local: str) -> float | None:
+        """The duration the file's header claims (what an API that trusts headers bills): a few KB of
+        the local copy, read again even when planning measured the file, since planning's figure is
+        the truthful one (demuxed when the header lies)."""
+        with open(local, "rb") as fh:
+            return probe_duration(fh, file.audio_format)
+
+    # -- a file sent as it is ---------------------------------------------------------------------
+    def send_whole(self, file: AudioFile, source: Any, row: dict[str, Any], started: float) -> Outcome:
+        """Upload ``source`` (a path or an open file) as the file itself: one request, one row.
+
+        Raises :class:`PayloadTooLargeError` (the caller decides: learn and split, or fail),
+        :class:`SchedulerCancelled`; any other error is the row's.
+        """
+        try:
+            answer = self.hook.transcribe(
+                source,
+                filename=posixpath.basename(file.path),
+                extra_fields=self.settings.extra_fields,
+                cancel=self.cancel,
+                gate=self.scheduler,
+            )
+        except (PayloadTooLargeError, SchedulerCancelled):
+            raise
         except LinkAIFatalError as exc:
             self.cancel.set()  # at once: no waiting file may be sent
-            return Outcome(self._failed(row, exc, started).row, fatal=exc)
+            return Outcome(self.failed(row, exc, started).row, fatal=exc)
         except LinkAIError as exc:
-            return self._failed(row, exc, started)
+            return self.failed(row, exc, started)
         except Exception as exc:  # a bug or an odd filesystem error must not sink the batch
             self.log.exception("Unexpected error on %s", file.uri)
-            return self._failed(row, exc, started)
-        finally:
-            fh.close()
+            return self.failed(row, exc, started)
         row.update(
             status=STATUS_OK,
             text=answer.text,
@@ -255,162 +314,55 @@ class RecordingTranscriber:
             latency_ms=answer.latency_ms,
             transcribed_at=utcnow(),
             chunks=1,
-            segments=[{"start_s": 0.0, "end_s": row["audio_duration_s"], "text": answer.text}],
+            segments=[{"start_s": 0.0, "end_s": row["audio_duration_s"], "text": answer.text, "channel": None}],
         )
-        return Outcome(row)
+        return Outcome(row, billed_s=row["audio_duration_s"] or 0.0)
 
-    def _needs_split(self, size: int, duration: float | None) -> bool:
-        if not self.settings.split_long_audio:
-            return False
-        too_long = duration is not None and duration > self.settings.max_chunk_seconds
-        return size > self.budget.bytes or too_long
-
-    # -- pieces -----------------------------------------------------------------------------------
-    def _split(self, file: AudioFile, row: dict[str, Any], started: float) -> Outcome:
+    def _as_it_is(self, file: AudioFile, row: dict[str, Any], started: float) -> Outcome:
+        """Without PyAV: the header's duration, and the file as it is (or a failed row if too large)."""
         try:
-            from linkai_provider.io import splitting
-
-            splitting.require_av()
-        except ImportError as exc:
-            reason = (
-                f"needs splitting ({file.size} bytes, over {self.budget.bytes}), but {exc}"
-                if "airflow-provider-linkai[audio]" in str(exc)
-                else f"needs splitting, which needs PyAV and numpy ({exc}): "
-                "pip install 'airflow-provider-linkai[audio]'"
+            fh = file.fs.open(file.path, "rb", block_size=READ_BLOCK_SIZE)
+        except Exception as exc:
+            return self.failed(row, UnreadableFileError(f"cannot open {file.uri}: {exc}"), started)
+        try:
+            row["audio_duration_s"] = (
+                self.durations[file.uri] if file.uri in self.durations else measure_duration(fh, file.audio_format)
             )
-            return self._failed(row, UnreadableFileError(reason), started)
-        try:
-            with splitting.spill_to_local(file.fs, file.path) as local:
-                row["content_sha256"] = _sha256_of(local)  # what identifies the recording that was cut
-                for _ in range(MAX_SPLIT_PASSES):
-                    budget = self.budget.bytes
-                    results = self._send_pieces(file, local, budget)
-                    refused = [r for r in results if isinstance(r.error, PayloadTooLargeError)]
-                    other = [
-                        r
-                        for r in results
-                        if r.error is not None and not isinstance(r.error, (PayloadTooLargeError, SchedulerCancelled))
-                    ]
-                    if refused and not other and budget > MIN_BUDGET_BYTES:
-                        self.budget.learn(min(r.piece.size for r in refused))
-                        continue  # split again, smaller
-                    return self._assemble(row, results, started)
-                return self._assemble(row, results, started)
-        except SchedulerCancelled:
-            return Outcome(None)
-        except ValueError as exc:  # undecodable audio
-            return self._failed(row, UnreadableFileError(f"cannot split {file.uri}: {exc}"), started)
-        except OSError as exc:
-            return self._failed(row, UnreadableFileError(f"cannot read {file.uri}: {exc}"), started)
-
-    def _send_pieces(self, file: AudioFile, local: str, budget: int) -> list[_PieceResult]:
-        """Cut and send every piece (one pass); the results in order. A failed piece stops the pass:
-        the file goes again whole, so sending its other pieces would waste credits."""
-        from linkai_provider.io.splitting import AudioSplitter
-
-        kwargs: dict[str, Any] = {
-            "piece_format": self.settings.piece_format or auto_piece_format(budget, self.settings.max_chunk_seconds)
-        }
-        splitter = AudioSplitter(
-            max_piece_bytes=budget, max_piece_seconds=self.settings.max_chunk_seconds, logger=self.log, **kwargs
-        )
-        stop = threading.Event()
-        # At most a level's worth of encoded pieces wait on disk: encoding runs ahead of sending.
-        room = threading.Semaphore(self.scheduler.ceiling + 1)
-        futures: list[Future[_PieceResult]] = []
-        try:
-            for piece in splitter.split(local, name=file.uri):
-                while not room.acquire(timeout=0.5):
-                    if self.cancel.is_set() or stop.is_set():
-                        break
-                if self.cancel.is_set() or stop.is_set():
-                    break
-                futures.append(self.piece_pool.submit(self._send_piece, file, piece, stop, room))
-            results = [f.result() for f in futures]
+            too_long = (row["audio_duration_s"] or 0.0) > self.settings.max_chunk_seconds
+            if file.size > self.budget.bytes or (self.settings.split_long_audio and too_long):
+                if self.settings.split_long_audio:
+                    reason = (
+                        f"needs splitting ({file.size} bytes, over {self.budget.bytes}, or longer than "
+                        "max_chunk_seconds), but splitting long recordings needs PyAV: "
+                        "pip install 'airflow-provider-linkai[audio]'"
+                    )
+                else:
+                    reason = (
+                        f"file is {file.size} bytes, over the upload limit of {self.budget.bytes} bytes "
+                        "(max_upload_bytes); split_long_audio=False, so it is not sent"
+                    )
+                return self.failed(row, UnreadableFileError(reason), started)
+            try:
+                return self.send_whole(file, fh, row, started)
+            except PayloadTooLargeError as exc:
+                self.budget.learn(file.size, exc.limit_bytes)
+                return self.failed(row, exc, started, size=file.size)
+            except SchedulerCancelled:
+                return Outcome(None)
         finally:
-            stop.set()
-            for f in futures:
-                f.cancel()
-            splitter.cleanup()
-        if self.cancel.is_set() and not any(isinstance(r.error, LinkAIFatalError) for r in results):
-            raise SchedulerCancelled()
-        return results
+            with contextlib.suppress(Exception):
+                fh.close()
 
-    def _send_piece(
-        self, file: AudioFile, piece: Any, stop: threading.Event, room: threading.Semaphore
-    ) -> _PieceResult:
-        result = _PieceResult(piece)
-        stem = posixpath.splitext(posixpath.basename(file.path))[0]
-        try:
-            if stop.is_set() or self.cancel.is_set():
-                result.error = SchedulerCancelled()
-                return result
-            result.started = time.monotonic()
-            result.answer = self.hook.transcribe(
-                piece.path,
-                filename=f"{stem}.part{piece.index:04d}.{piece.audio_format}",
-                extra_fields=self.settings.extra_fields,
-                cancel=self.cancel,
-                gate=self.scheduler,
-                priority=PRIORITY_PIECE,
-            )
-        except LinkAIFatalError as exc:
-            self.cancel.set()
-            result.error = exc
-        except BaseException as exc:
-            result.error = exc
-            stop.set()  # the file goes again whole next run: sending its other pieces would be wasted
-        finally:
-            result.ended = time.monotonic()
-            room.release()
-            with contextlib.suppress(OSError):
-                os.unlink(piece.path)  # sent (or given up): its temp file is not needed any more
-        return result
-
-    def _assemble(self, row: dict[str, Any], results: list[_PieceResult], started: float) -> Outcome:
-        attempts = sum(r.answer.attempts if r.answer else getattr(r.error, "attempts", 0) or 0 for r in results)
-        sent = [r.started for r in results if r.started is not None]
-        first = min(sent) if sent else started
-        last = max((r.ended for r in results if r.ended is not None), default=time.monotonic())
-        bad = next((r for r in results if r.error is not None and not isinstance(r.error, SchedulerCancelled)), None)
-        if bad is not None:
-            p = bad.piece
-            exc = bad.error
-            assert exc is not None
-            failed = self._failed(row, exc, started, size=p.size)
-            assert failed.row is not None
-            failed.row["error_message"] = (
-                f"piece {p.index + 1} ({p.start_s:.1f}-{p.end_s:.1f} s): {failed.row['error_message']}"
-            )
-            failed.row["attempts"] = attempts
-            failed.row["chunks"] = len(results)
-            return Outcome(failed.row, fatal=exc if isinstance(exc, LinkAIFatalError) else None, split=True)
-        texts = [r.answer.text.strip() for r in results if r.answer is not None]
-        row.update(
-            status=STATUS_OK,
-            text=" ".join(t for t in texts if t),
-            attempts=attempts,
-            latency_ms=int((last - first) * 1000),
-            transcribed_at=utcnow(),
-            chunks=len(results),
-            segments=[
-                {"start_s": r.piece.start_s, "end_s": r.piece.end_s, "text": r.answer.text.strip()}
-                for r in results
-                if r.answer is not None
-            ],
-        )
-        if row["audio_duration_s"] is None and results:
-            row["audio_duration_s"] = results[-1].piece.end_s  # decoded to the end: now it is known
-        return Outcome(row, split=True)
-
-    # -- failed rows ------------------------------------------------------------------------------
-    def _failed(self, row: dict[str, Any], exc: BaseException, started: float, *, size: int | None = None) -> Outcome:
+    # -- rows -------------------------------------------------------------------------------------
+    def failed(
+        self, row: dict[str, Any], exc: BaseException, started: float, *, size: int | None = None, attempts: int = 0
+    ) -> Outcome:
         if isinstance(exc, LinkAIError):
-            attempts, code = exc.attempts, exc.code
-            if exc.content_sha256:
+            attempts, code = attempts + (exc.attempts or 0), exc.code
+            if exc.content_sha256 and row.get("content_sha256") is None:
                 row["content_sha256"] = exc.content_sha256
         else:
-            attempts, code = 0, None
+            code = None
         row.update(
             status=STATUS_FAILED,
             text=None,
@@ -418,7 +370,9 @@ class RecordingTranscriber:
             error_code=code,
             error_message=short_reason(exc, size),
             attempts=attempts,
-            latency_ms=int((time.monotonic() - started) * 1000) if attempts else None,
+            latency_ms=row.get("latency_ms")
+            if row.get("latency_ms") is not None
+            else (int((time.monotonic() - started) * 1000) if attempts else None),
             transcribed_at=utcnow(),
             segments=None,
         )
@@ -426,7 +380,7 @@ class RecordingTranscriber:
         return Outcome(row)
 
 
-def _sha256_of(path: str) -> str:
+def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):

@@ -52,7 +52,10 @@ def test_clear_errors_and_exit_codes(tmp_path, linkai_server):
     missing = transcribe(str(tmp_path / "nope"), str(tmp_path / "out"), "--base-url", linkai_server.url, key="k")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
-    (tmp_path / "a.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 64)
+    from tests.test_spend_control import make_wavs
+
+    make_wavs(tmp_path / "wavs", 1)  # real audio: a file with nothing decodable is refused before any request
+    (tmp_path / "wavs" / "call-00000.wav").rename(tmp_path / "a.wav")
     wrong = transcribe(str(tmp_path / "a.wav"), str(tmp_path / "out"), "--base-url", linkai_server.url, key="sk-bad")
     assert wrong.returncode == 3 and "Authentication failed" in json.loads(wrong.stdout)["fatal"]
 

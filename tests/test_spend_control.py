@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 import wave
@@ -28,7 +29,7 @@ def make_wavs(folder: Path, count: int, seconds: float = 0.1, start: int = 0) ->
             out.setsampwidth(2)
             out.setframerate(8000)
             frames = int(8000 * seconds)
-            out.writeframes((i.to_bytes(4, "big") * (frames // 2 + 1))[: frames * 2])
+            out.writeframes(random.Random(i).randbytes(frames * 2))  # loud noise: never taken for silence
         paths.append(path)
     return paths
 
@@ -53,8 +54,9 @@ def transcribe(capsys, server, source, dest, *flags: str) -> dict:
         provider.removeHandler(records)
     captured = capsys.readouterr()
     lines = captured.out.splitlines()  # task-SDK loggers may print to stdout too: the summary is last
-    summary = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
+    summary = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line.startswith("{")) :]))
     summary["exit_code"], summary["log"] = code, "\n".join(records.lines) + captured.err
+    summary["records"] = records.lines  # the provider's log records, each once
     return summary
 
 
@@ -211,7 +213,8 @@ def test_max_files_sends_exactly_n_then_the_next_run_the_rest(tmp_path, capsys, 
 def test_max_audio_seconds_stops_before_the_file_that_would_pass_it(tmp_path, capsys, linkai_server, speech):
     """Files of 2 s each, in listing order; a budget of 7 s sends three (6 s): the fourth would pass it.
     An MPEG program stream (no duration in its header) is priced by demuxing; an undecodable one cannot be
-    priced and is held back, named in the log."""
+    priced, but it holds nothing to pay for: it goes on to a failed row without any request, named in the
+    log (never held back forever)."""
     import shutil
 
     make_wavs(tmp_path / "in", 5, seconds=2.0)
@@ -228,10 +231,12 @@ def test_max_audio_seconds_stops_before_the_file_that_would_pass_it(tmp_path, ca
     budget = mpeg_seconds + 6.5
     summary = transcribe(capsys, linkai_server, tmp_path / "in", tmp_path / "out", "--max-audio-seconds", str(budget))
 
-    sent = sorted(r["source_uri"].rsplit("/", 1)[1] for r in rows(tmp_path / "out"))
-    assert sent == ["a-voicemail.mpeg", "call-00000.wav", "call-00001.wav", "call-00002.wav"]
-    assert summary["held_back"] == 3 and linkai_server.stats()["requests_total"] == 4
-    assert "b-broken.mpeg: its duration cannot be read" in summary["log"]
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    assert sorted(by_name) == ["a-voicemail.mpeg", "b-broken.mpeg", "call-00000.wav", "call-00001.wav",
+                               "call-00002.wav"]  # fmt: skip
+    assert (by_name["b-broken.mpeg"]["status"], by_name["b-broken.mpeg"]["attempts"]) == ("failed", 0)
+    assert summary["held_back"] == 2 and linkai_server.stats()["requests_total"] == 4
+    assert "b-broken.mpeg although max_audio_seconds cannot price it" in summary["log"]
     # the audio seconds billed: the summary's figure is the server's
     assert summary["audio_seconds"] == pytest.approx(linkai_server.stats()["audio_seconds_ok"], abs=0.01)
     assert summary["audio_seconds"] == pytest.approx(mpeg_seconds + 6.0, abs=0.01)

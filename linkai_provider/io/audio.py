@@ -6,6 +6,9 @@
 * AMR (NB and WB): every frame is 20 ms, so the duration is the frame count; the file is scanned
   (AMR is about 1.6 KB per second of audio, so this is small) up to ``AMR_SCAN_LIMIT``.
 * MPEG program streams carry no duration in their header: ``None``.
+
+:func:`measure_duration` (what planning prices a budget with) does not trust a header that claims
+more audio than the file's bytes can hold: it demuxes instead (PyAV), as it does for MPEG.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 _MUTAGEN = frozenset({"wav", "flac", "ogg", "mp3", "mpga", "mp4", "m4a"})
 AMR_SCAN_LIMIT = 64 * 1024 * 1024
 WEBM_HEADER_BYTES = 64 * 1024
+MIN_BYTES_PER_SECOND = 500
 
 
 def probe_duration(fh: IO[bytes], audio_format: str) -> float | None:
@@ -124,6 +128,16 @@ def _info_duration(info: bytes) -> float | None:
     return duration * scale / 1e9 if duration and duration > 0 else None
 
 
+def audio_checks() -> bool:
+    """Whether files are analysed before sending (PyAV and numpy, the ``audio`` extra, installed)."""
+    try:
+        import av  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def demux_duration(fh: IO[bytes]) -> float | None:
     """Seconds of audio by demuxing (no decoding) with PyAV, for formats whose header does not say
     (MPEG program streams); ``None`` without PyAV or if the stream does not demux. Reads the file."""
@@ -151,9 +165,26 @@ def demux_duration(fh: IO[bytes]) -> float | None:
             fh.seek(0)
 
 
+def plausible(seconds: float, size: int) -> bool:
+    """Whether ``size`` bytes can hold ``seconds`` of audio: no codec the API takes goes under
+    ``MIN_BYTES_PER_SECOND`` (AMR-NB's lowest mode is 600 B/s), so a header that claims more is lying
+    (a WAV header that says 4 GB on a file of 1 MB, an interrupted copy's)."""
+    return seconds * MIN_BYTES_PER_SECOND <= size + 4096
+
+
 def measure_duration(fh: IO[bytes], audio_format: str) -> float | None:
-    """The header's duration, else PyAV's by demuxing (MPEG program streams); leaves ``fh`` at 0."""
+    """The header's duration when the file can hold it, else PyAV's by demuxing (MPEG program streams,
+    headers that claim more than the file holds); leaves ``fh`` at 0."""
     seconds = probe_duration(fh, audio_format)
-    if seconds is None and audio_format == "mpeg":
+    if seconds is not None:
+        try:
+            size = fh.seek(0, 2)
+        finally:
+            fh.seek(0)
+        if plausible(seconds, size):
+            return seconds
+        log.info("the header claims %.1f s of audio in %d bytes: measuring by demuxing instead", seconds, size)
+        return demux_duration(fh)
+    if audio_format == "mpeg":
         seconds = demux_duration(fh)
     return seconds

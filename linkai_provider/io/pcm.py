@@ -63,8 +63,8 @@ class PieceEncoding:
 PIECE_ENCODINGS: dict[str, PieceEncoding] = {
     # Lossless; measured ~14-17 KB/s on speech, up to ~33 KB/s on noise (the re-cut covers that).
     "flac": PieceEncoding("flac", "flac", None, 20000.0),
-    # Opus for speech at 24 kbit/s; VBR stays near the target on speech.
-    "ogg": PieceEncoding("ogg", "libopus", 24000, 3400.0, (("application", "voip"),)),
+    # Opus for speech at 24 kbit/s, constant bit rate: 3000 B/s and about 2 % of Ogg pages.
+    "ogg": PieceEncoding("ogg", "libopus", 24000, 3100.0, (("application", "voip"), ("vbr", "off"))),
     # MPEG-2 Layer III (16 kHz) CBR 48 kbit/s: 6000 B/s exactly (32 kbit/s lost words with whisper).
     "mp3": PieceEncoding("mp3", "libmp3lame", 48000, 6100.0),
 }
@@ -107,15 +107,21 @@ def decode_pcm(path: str, *, name: str | None = None) -> Iterator[np.ndarray]:
             raise UndecodableAudioError(f"{label!r} decodes to no audio samples")
 
 
-def encode_pcm(samples: np.ndarray, dest: str, piece_format: str) -> int:
-    """Write ``samples`` (16 kHz mono int16) to ``dest`` as ``piece_format``; return the file's size."""
+def encode_pcm(
+    samples: np.ndarray, dest: str, piece_format: str, *, rate: int = SAMPLE_RATE, bit_rate: int | None = None
+) -> int:
+    """Write ``samples`` (mono int16 at ``rate``) to ``dest`` as ``piece_format``; return the file's size.
+
+    ``bit_rate`` overrides the format's (Opus, MP3). Opus is encoded at a constant bit rate, so a
+    piece's size is known before it is written.
+    """
     av = require_av()
     enc = PIECE_ENCODINGS[piece_format]
     with av.open(dest, mode="w", format=enc.container) as sink:
-        stream = cast(Any, sink.add_stream(enc.codec, rate=SAMPLE_RATE))
+        stream = cast(Any, sink.add_stream(enc.codec, rate=rate))
         stream.codec_context.layout = "mono"
-        if enc.bit_rate:
-            stream.codec_context.bit_rate = enc.bit_rate
+        if bit_rate or enc.bit_rate:
+            stream.codec_context.bit_rate = bit_rate or enc.bit_rate
         for key, value in enc.options:
             stream.codec_context.options[key] = value
         formats = {f.name for f in stream.codec_context.codec.audio_formats}
@@ -123,13 +129,13 @@ def encode_pcm(samples: np.ndarray, dest: str, piece_format: str) -> int:
         frame_format = "s16" if "s16" in formats else "s16p"
         if frame_format not in formats:
             raise UndecodableAudioError(f"{enc.codec} takes neither s16 nor s16p in this FFmpeg build")
-        # Fixed-frame encoders (Opus 320 samples at 16 kHz, MP3 576) reject other sizes.
+        # Fixed-frame encoders (Opus 20 ms, MP3 576 samples) reject other sizes.
         frame_size = stream.codec_context.frame_size or 4096
         pts = 0
         for start in range(0, samples.size, frame_size):
             chunk = np.ascontiguousarray(samples[start : start + frame_size], dtype=np.int16)
             frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format=frame_format, layout="mono")
-            frame.sample_rate = SAMPLE_RATE
+            frame.sample_rate = rate
             frame.pts = pts
             pts += chunk.size
             for packet in stream.encode(frame):

@@ -1,201 +1,270 @@
-"""Split a long recording into pieces at silences, each piece encoded compactly and under a byte limit.
+"""Plan a recording's pieces: what is sent, in which spans, cut where.
 
-How (docs/long-recordings.md has the figures):
+From an :class:`~linkai_provider.io.analysis.Analysis` (docs/long-recordings.md has the figures):
 
-1. The file is decoded as a stream to 16 kHz mono ``int16`` (:mod:`linkai_provider.io.pcm`). Only
-   the samples not yet in a piece are kept: at most one piece's worth (600 s is 19 MB).
-2. Every 20 ms frame gets its energy in dBFS. The recording's speech level is the 90th percentile
-   of the non-silent frames seen so far, the noise floor their 10th percentile. A frame is quiet
-   when it is ``SILENCE_BELOW_SPEECH_DB`` under the speech level, or within ``NOISE_MARGIN_DB`` of
-   the floor, or under ``ABSOLUTE_SILENCE_DB``; but never less than ``MIN_CONTRAST_DB`` under the
-   speech level, so steady noise or music has no silence at all.
-3. When a piece's budget (``max_piece_seconds``, or fewer seconds if the format's byte rate says
-   ``max_piece_bytes`` would not hold them) is decoded, the last part of it (the search window) is
-   searched backwards for runs of quiet frames at least ``MIN_SILENCE_S`` long. The longest run
-   (runs over ``PREFERRED_SILENCE_S`` count alike, the latest wins) is cut in its middle. Without
-   any such run the cut is in the middle of the quietest ``MIN_SILENCE_S`` stretch, with a WARNING
-   and ``cut_in_silence=False``.
-4. The piece is encoded; if the file is still over ``max_piece_bytes`` the span is searched again
-   with a proportionally shorter budget and re-encoded, and the higher byte rate is remembered.
+1. **What is sent** (per channel, or the channels mixed): the recording less its undecodable gaps,
+   less silences of at least ``SKIP_MIN_S`` (:mod:`linkai_provider.io.speech`), less the spans
+   already answered in an earlier try (``done``: their boundaries are fixed cut points).
+2. **Groups.** Spans that may be spliced into one piece: with the channels mixed, every span
+   between two answered pieces; with ``channels="separate"``, a *turn*: the spans of one channel
+   until another channel speaks, so that the row's text can follow the conversation.
+3. **Cuts.** A group that does not fit ``max_seconds`` and the byte budget is cut in a pause
+   between sentences. Its pieces are balanced (a group of 2,410 s in 600 s pieces is cut about
+   every 480 s, not into four of 600 s and a tail of 10 s): each cut is searched before the
+   balanced length (up to 15 % past it), and no cut leaves a piece shorter than ``floor_s``
+   unless the group is. Without a pause in the search window the cut is at the
+   quietest point (WARNING; ``cut_in_silence=False``).
+
+Byte budgets are met in advance: a copied piece's size is the sum of its packets' (known from the
+analysis) plus container overhead; an encoded piece's is its encoding's constant bit rate (FLAC:
+raw PCM, which FLAC never exceeds).
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
+import math
 import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
+from linkai_provider.io.analysis import FRAMES_PER_S, Analysis, analyze
 from linkai_provider.io.pcm import (
     PIECE_ENCODINGS,
-    SAMPLE_RATE,
     AudioUnavailableError,
     UndecodableAudioError,
-    decode_pcm,
-    encode_pcm,
     require_av,
 )
+from linkai_provider.io.render import CopyRenderer, PcmRenderer, Piece, PieceSpec, copy_container
+from linkai_provider.io.speech import active_frames, cut_threshold, find_cut, speech_spans
 from linkai_provider.io.workdirs import make_workdir, spill_to_local, sweep_stale_workdirs
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_PIECE_FORMAT",
+    "FLOOR_S",
     "PIECE_FORMATS",
     "AudioSplitter",
     "AudioUnavailableError",
     "Piece",
+    "PieceSpec",
     "PieceTooLargeError",
+    "PlanLimits",
     "UndecodableAudioError",
+    "encoded_bytes_per_second",
+    "frame_costs",
+    "plan_pieces",
     "require_av",
     "spill_to_local",
     "sweep_stale_workdirs",
 ]
 
 PIECE_FORMATS: tuple[str, ...] = ("flac", "ogg", "mp3")
-# Opus: a sixth of FLAC's bytes and the same recognition on speech (measured, docs/long-recordings.md).
 DEFAULT_PIECE_FORMAT = "ogg"
-
-FRAME = SAMPLE_RATE // 50  # 20 ms
-MIN_SILENCE_S = 0.25
-PREFERRED_SILENCE_S = 1.0
-SILENCE_BELOW_SPEECH_DB = 30.0
-ABSOLUTE_SILENCE_DB = -60.0
-NOISE_MARGIN_DB = 6.0
-MIN_CONTRAST_DB = 12.0
-SEARCH_FRACTION = 0.2
-MIN_SEARCH_S = 20.0
+FLOOR_S = 30.0
 MIN_PIECE_S = 1.0
-# Container headers and the last partial frame: kept out of the byte budget.
-HEADER_ALLOWANCE = 4096
+SEARCH_FRACTION = 0.3  # a cut is searched in the last 30 % before the balanced target (+15 %)
+BALANCE_SLACK = 1.15
+MIN_SEARCH_S = 20.0
+HEADER_ALLOWANCE = 4096  # container headers: kept out of the byte budget
+PACKET_OVERHEAD = 16  # container bytes per copied packet (m4a sample tables, Ogg lacing, ...)
+# A frame of one channel this far under the loudest channel is the other party's echo, not speech.
+ECHO_BELOW_DB = 25.0
 
-_MIN_RUN = round(MIN_SILENCE_S * 50)
-_PREFERRED_RUN = round(PREFERRED_SILENCE_S * 50)
+Span = tuple[int, int]
 
 
 class PieceTooLargeError(ValueError):
-    """Even a ``MIN_PIECE_S`` piece does not fit ``max_piece_bytes`` in the chosen format."""
+    """The byte budget cannot hold even ``MIN_PIECE_S`` of this recording."""
 
 
 @dataclass(frozen=True)
-class Piece:
-    """One encoded piece of a recording."""
-
-    index: int  # 0-based, in order
-    start_s: float  # span in the original recording, seconds
-    end_s: float
-    path: str  # local temp file; the caller deletes it, or AudioSplitter.cleanup() does
-    size: int  # bytes of that file
-    audio_format: str  # "flac" | "ogg" | "mp3": the extension to upload with
-    cut_in_silence: bool  # False if the cut ending this piece found no silence
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
+class PlanLimits:
+    max_seconds: float
+    max_bytes: int
+    floor_s: float = FLOOR_S
 
 
-class _Levels:
-    """Histogram of frame levels (1 dB bins) for a running speech level in constant memory."""
-
-    def __init__(self) -> None:
-        self.counts = np.zeros(121, dtype=np.int64)  # -120 .. 0 dBFS
-
-    def add(self, db: np.ndarray) -> None:
-        bins = np.clip(np.rint(db), -120, 0).astype(np.int64) + 120
-        self.counts += np.bincount(bins, minlength=121)
-
-    def threshold(self) -> float:
-        """dBFS under which a frame counts as quiet."""
-        loud = self.counts.copy()
-        loud[: int(ABSOLUTE_SILENCE_DB) + 120] = 0
-        if loud.sum() == 0:
-            return ABSOLUTE_SILENCE_DB
-        speech = float(np.searchsorted(np.cumsum(loud), 0.9 * loud.sum())) - 120.0
-        floor = float(np.searchsorted(np.cumsum(self.counts), 0.1 * self.counts.sum())) - 120.0
-        # A room's noise floor counts as silence too; but a pause must be clearly quieter than
-        # speech, so steady noise or music (floor close to the level) has none.
-        quiet = max(speech - SILENCE_BELOW_SPEECH_DB, floor + NOISE_MARGIN_DB, ABSOLUTE_SILENCE_DB)
-        return min(quiet, speech - MIN_CONTRAST_DB)
+def encoded_bytes_per_second(piece_format: str, rate: int, bit_rate: int | None = None) -> float:
+    """Planning rate of an encoded piece: FLAC at raw PCM (its worst case), the others at their
+    constant bit rate plus container overhead."""
+    if piece_format == "flac":
+        return 2.0 * rate
+    enc = PIECE_ENCODINGS[piece_format]
+    if bit_rate:
+        return bit_rate / 8 * 1.05
+    return enc.bytes_per_second
 
 
-class _Pending:
-    """Decoded samples not yet in a piece, with the dBFS of each complete 20 ms frame."""
-
-    def __init__(self, capacity: int) -> None:
-        self.samples = np.empty(capacity, dtype=np.int16)
-        self.db = np.empty(capacity // FRAME + 1, dtype=np.float32)
-        self.n = 0  # samples held
-        self.start = 0  # absolute sample index of samples[0]; always a frame boundary
-        self.levels = _Levels()
-
-    @property
-    def frames(self) -> int:
-        return self.n // FRAME
-
-    def append(self, block: np.ndarray) -> None:
-        need = self.n + block.size
-        if need > self.samples.size:
-            self.samples = np.resize(self.samples, max(need, 2 * self.samples.size))
-            self.db = np.resize(self.db, self.samples.size // FRAME + 1)
-        done = self.frames
-        self.samples[self.n : need] = block
-        self.n = need
-        new = self.samples[done * FRAME : self.frames * FRAME].astype(np.float32).reshape(-1, FRAME)
-        if new.size:
-            power = np.mean(np.square(new / 32768.0), axis=1)
-            db = 10.0 * np.log10(power + 1e-12)
-            self.db[done : self.frames] = db
-            self.levels.add(db)
-
-    def drop(self, count: int) -> None:
-        """Forget the first ``count`` samples (a multiple of FRAME unless it is everything)."""
-        rest = self.n - count
-        self.samples[:rest] = self.samples[count : self.n]
-        kept = rest // FRAME
-        self.db[:kept] = self.db[count // FRAME : count // FRAME + kept]
-        self.n = rest
-        self.start += count
+def frame_costs(analysis: Analysis, *, copy: bool, bytes_per_second: float = 0.0) -> np.ndarray:
+    """Bytes each 20 ms frame of the timeline adds to a piece."""
+    frames = analysis.frames
+    if copy and analysis.packets is not None:
+        table = analysis.packets
+        at = np.minimum(np.floor(table.start * FRAMES_PER_S + 1e-9).astype(np.int64), max(frames - 1, 0))
+        weights = np.where(table.ok, table.size + PACKET_OVERHEAD, 0).astype(np.float64)
+        return np.bincount(at, weights=weights, minlength=frames)[:frames]
+    return np.full(frames, bytes_per_second / FRAMES_PER_S)
 
 
-def find_cut(db: np.ndarray, limit: int, window: int, threshold: float) -> tuple[int, bool]:
-    """Where to end a piece of at most ``limit`` frames: ``(frame index, found silence)``.
+def _subtract(spans: list[Span], holes: Sequence[Span]) -> list[Span]:
+    out = spans
+    for hs, he in holes:
+        nxt: list[Span] = []
+        for s, e in out:
+            if he <= s or hs >= e:
+                nxt.append((s, e))
+                continue
+            if s < hs:
+                nxt.append((s, hs))
+            if he < e:
+                nxt.append((he, e))
+        out = nxt
+    return out
 
-    Searches ``db[limit - window : limit]`` for runs of at least ``MIN_SILENCE_S`` under
-    ``threshold`` and returns the middle of the best one; without one, the middle of the
-    quietest ``MIN_SILENCE_S`` stretch.
+
+def _split_at(spans: list[Span], holes: Sequence[Span]) -> list[list[Span]]:
+    """``spans`` less ``holes``, as groups: a hole (an answered piece) ends a group."""
+    groups: list[list[Span]] = [[]]
+    bounds = sorted(holes)
+    for s, e in _subtract(spans, bounds):
+        if groups[-1] and any(groups[-1][-1][1] <= hs < s or groups[-1][-1][1] < he <= s for hs, he in bounds):
+            groups.append([])
+        groups[-1].append((s, e))
+    return [g for g in groups if g]
+
+
+def _to_frames(spans_s: Sequence[tuple[float, float]]) -> list[Span]:
+    return [(math.floor(s * FRAMES_PER_S + 1e-6), math.ceil(e * FRAMES_PER_S - 1e-6)) for s, e in spans_s]
+
+
+def _turns(islands: Mapping[int | None, list[Span]]) -> list[tuple[int | None, list[Span]]]:
+    """Consecutive spans of one channel until another channel's span starts: the turns of a call."""
+    events = sorted((s, e, ch) for ch, spans in islands.items() for s, e in spans)
+    turns: list[tuple[int | None, list[Span]]] = []
+    for s, e, ch in events:
+        if turns and turns[-1][0] == ch:
+            turns[-1][1].append((s, e))
+        else:
+            turns.append((ch, [(s, e)]))
+    return turns
+
+
+def plan_pieces(
+    analysis: Analysis,
+    *,
+    limits: PlanLimits,
+    costs: np.ndarray,
+    channels: Sequence[int | None] = (None,),
+    skip_silence: bool = True,
+    done: Mapping[int | None, Sequence[tuple[float, float]]] | None = None,
+    first_index: int = 0,
+    label: str = "recording",
+) -> list[PieceSpec]:
+    """Every piece still to send, in the order of the recording (see the module docstring).
+
+    :param channels: ``(None,)`` for the channels mixed, or the channel indexes to send on their own.
+    :param done: per channel, the spans (seconds) already answered: not planned again.
+    :raises PieceTooLargeError: the byte budget cannot hold ``MIN_PIECE_S`` of audio.
     """
-    lo = max(limit - window, 1)
-    seg = db[lo:limit]
-    quiet = np.concatenate(([0], (seg < threshold).astype(np.int8), [0]))
-    edges = np.diff(quiet)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    lengths = ends - starts
-    usable = lengths >= _MIN_RUN
-    if usable.any():
-        score = np.where(usable, np.minimum(lengths, _PREFERRED_RUN), -1)
-        best = len(score) - 1 - int(np.argmax(score[::-1]))  # latest of the longest
-        return lo + int(starts[best] + ends[best]) // 2, True
-    run = min(_MIN_RUN, seg.size)
-    smooth = np.convolve(np.power(10.0, seg / 10.0), np.ones(run), mode="valid")
-    best = smooth.size - 1 - int(np.argmin(smooth[::-1]))
-    return lo + best + run // 2, False
+    gaps = _to_frames(analysis.gaps)
+    everything = [(0, analysis.frames)]
+    islands: dict[int | None, list[Span]] = {}
+    dbs: dict[int | None, np.ndarray] = {}
+    loudest = analysis.db.max(axis=0) if len(channels) > 1 else None
+    for ch in channels:
+        db = analysis.mix_db if ch is None else analysis.db[ch]
+        dbs[ch] = db
+        if skip_silence:
+            active = active_frames(db)
+            if loudest is not None:  # another channel's echo is not this channel's speech
+                active &= db >= loudest - ECHO_BELOW_DB
+            spans = speech_spans(active)
+        else:
+            spans = list(everything)
+        islands[ch] = _subtract(spans, gaps)
+    groups = _turns(islands) if len(channels) > 1 else [(ch, spans) for ch, spans in islands.items()]
+    specs: list[PieceSpec] = []
+    for ch, spans in groups:
+        answered = _to_frames((done or {}).get(ch, ()))
+        for group in _split_at(spans, answered):
+            for piece_spans, silent in cut_group(group, dbs[ch], costs, limits=limits, label=label):
+                specs.append(PieceSpec(0, piece_spans, ch, silent))
+    specs.sort(key=lambda p: (p.spans[0][0], -1 if p.channel is None else p.channel))
+    return [PieceSpec(first_index + i, p.spans, p.channel, p.cut_in_silence) for i, p in enumerate(specs)]
+
+
+def cut_group(
+    spans: Sequence[Span], db: np.ndarray, costs: np.ndarray, *, limits: PlanLimits, label: str = "recording"
+) -> list[tuple[tuple[Span, ...], bool]]:
+    """Cut one group of spliceable spans into pieces within ``limits``: ``[(spans, cut in a pause)]``."""
+    index = np.concatenate([np.arange(s, e) for s, e in spans]) if spans else np.zeros(0, np.int64)
+    total = index.size
+    if total == 0:
+        return []
+    cdb, cum = db[index], np.concatenate(([0.0], np.cumsum(costs[index])))
+    threshold = cut_threshold(db)
+    max_frames = max(int(limits.max_seconds * FRAMES_PER_S), 2)
+    budget = limits.max_bytes - HEADER_ALLOWANCE
+    floor = int(min(limits.floor_s, limits.max_seconds / 3) * FRAMES_PER_S)
+    least = int(MIN_PIECE_S * FRAMES_PER_S)
+    pieces: list[tuple[tuple[Span, ...], bool]] = []
+    pos = 0
+    while pos < total:
+        rest = total - pos
+        fit = min(max_frames, int(np.searchsorted(cum, cum[pos] + budget, side="right")) - 1 - pos)
+        if fit >= rest:
+            pieces.append((_spans_of(index[pos:]), True))
+            break
+        if fit < least:
+            raise PieceTooLargeError(
+                f"max_upload_bytes={limits.max_bytes} cannot hold {MIN_PIECE_S:g} s of this recording "
+                f"({int(cum[pos + least] - cum[pos])} bytes)"
+            )
+        count = max(2, math.ceil(rest / fit))
+        target = rest / count  # balanced pieces: no short tail
+        least_after = min(floor, fit // 3)  # what a cut must leave for the pieces after it
+        hi = min(fit, rest - least_after, int(target * BALANCE_SLACK))
+        window = int(max(SEARCH_FRACTION * target, MIN_SEARCH_S * FRAMES_PER_S))
+        window = max(1, min(window, hi - least_after, hi - 1))
+        cut, silent = find_cut(cdb[pos : pos + hi], hi, window, threshold)
+        cut = max(cut, 1)
+        if not silent:
+            at = (index[pos + cut - 1] + 1) / FRAMES_PER_S
+            log.warning(
+                "%s: no silence between %.1f s and %.1f s; cut at its quietest point, %.2f s (a word may be cut)",
+                label,
+                index[pos + hi - window] / FRAMES_PER_S,
+                index[pos + hi - 1] / FRAMES_PER_S,
+                at,
+            )
+        pieces.append((_spans_of(index[pos : pos + cut]), silent))
+        pos += cut
+    return pieces
+
+
+def _spans_of(frames: np.ndarray) -> tuple[Span, ...]:
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [frames.size]))
+    return tuple((int(frames[a]), int(frames[b - 1]) + 1) for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 class AudioSplitter:
-    """Cuts recordings into pieces of at most ``max_piece_seconds`` and ``max_piece_bytes``.
+    """Cuts one recording at a time into pieces of at most ``max_piece_seconds`` and ``max_piece_bytes``,
+    encoded as ``piece_format`` (the channels mixed, the whole recording, nothing skipped): the
+    building block for tools and benchmarks; the operator plans with :func:`plan_pieces` itself.
 
-    ``workdir`` is where the splitter's own ``linkai-split-<pid>-*`` folder is created (default:
-    the system temp dir). Use as a context manager, or call :meth:`cleanup`, to remove every
-    piece file it wrote. Several :meth:`split` generators may run at once (one per thread).
+    ``workdir`` is where the splitter's own ``linkai-split-<pid>-*`` folder is created (default: the
+    system temp dir). Use as a context manager, or call :meth:`cleanup`, to remove every piece file.
     """
 
     def __init__(
@@ -205,15 +274,17 @@ class AudioSplitter:
         max_piece_seconds: float = 600.0,
         piece_format: str = DEFAULT_PIECE_FORMAT,
         workdir: str | None = None,
+        copy: bool = False,
+        skip_silence: bool = False,
         logger: logging.Logger = log,
     ) -> None:
         if piece_format not in PIECE_FORMATS:
             raise ValueError(f"piece_format must be one of {', '.join(PIECE_FORMATS)}, not {piece_format!r}")
-        rate = PIECE_ENCODINGS[piece_format].bytes_per_second
-        if max_piece_bytes < HEADER_ALLOWANCE + MIN_PIECE_S * rate:
+        least = HEADER_ALLOWANCE + MIN_PIECE_S * encoded_bytes_per_second(piece_format, 16000)
+        if max_piece_bytes < least:
             raise ValueError(
                 f"max_piece_bytes={max_piece_bytes} is too small for {piece_format} pieces: "
-                f"at least {int(HEADER_ALLOWANCE + MIN_PIECE_S * rate)} bytes are needed"
+                f"at least {int(least)} bytes are needed"
             )
         if max_piece_seconds < 2 * MIN_PIECE_S:
             raise ValueError(f"max_piece_seconds must be at least {2 * MIN_PIECE_S:g}, not {max_piece_seconds}")
@@ -221,10 +292,11 @@ class AudioSplitter:
         self.max_piece_bytes = max_piece_bytes
         self.max_piece_seconds = float(max_piece_seconds)
         self.piece_format = piece_format
+        self.copy, self.skip_silence = copy, skip_silence
         self._base = workdir
         self._workdir: str | None = None
         self._lock = threading.Lock()
-        self._calls = itertools.count()
+        self._calls = 0
         self._log = logger
 
     @property
@@ -236,7 +308,6 @@ class AudioSplitter:
             return self._workdir
 
     def cleanup(self) -> None:
-        """Remove every file this splitter wrote (its whole temp folder)."""
         with self._lock:
             folder, self._workdir = self._workdir, None
         if folder:
@@ -250,90 +321,34 @@ class AudioSplitter:
     ) -> None:
         self.cleanup()
 
-    def split(self, path: str, *, name: str | None = None) -> Iterator[Piece]:
-        """Decode ``path`` as a stream and yield each piece as soon as it is encoded.
+    def prefix(self, label: str) -> str:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(label).stem)[:60] or "audio"
+        with self._lock:
+            self._calls += 1
+            call = self._calls
+        return os.path.join(self.workdir, f"{stem}-{call}")
 
-        :param name: how the recording is named in logs and errors (e.g. its URL); default ``path``.
+    def split(self, path: str, *, name: str | None = None) -> Iterator[Piece]:
+        """Analyse ``path``, plan its pieces and yield each as soon as it is written.
+
         :raises UndecodableAudioError: PyAV cannot decode the file.
         :raises PieceTooLargeError: the byte limit cannot hold even a ``MIN_PIECE_S`` piece.
         """
         label = name or path
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(label).stem)[:60] or "audio"
-        prefix = os.path.join(self.workdir, f"{stem}-{next(self._calls)}")
-        run = _Run(self, label, prefix)
-        yield from run.pieces(decode_pcm(path, name=label))
-
-
-class _Run:
-    """The state of one :meth:`AudioSplitter.split` call."""
-
-    def __init__(self, splitter: AudioSplitter, label: str, prefix: str) -> None:
-        self.s = splitter
-        self.label = label
-        self.prefix = prefix
-        self.rate = PIECE_ENCODINGS[splitter.piece_format].bytes_per_second
-        self.index = 0
-
-    def budget_frames(self) -> int:
-        seconds = min(self.s.max_piece_seconds, (self.s.max_piece_bytes - HEADER_ALLOWANCE) / self.rate)
-        return int(seconds * 50)
-
-    def pieces(self, blocks: Iterator[np.ndarray]) -> Iterator[Piece]:
-        pending = _Pending((self.budget_frames() + 50) * FRAME)
-        for block in blocks:
-            pending.append(block)
-            while pending.frames > self.budget_frames():
-                yield self.next_piece(pending, final=False)
-        while pending.n:
-            yield self.next_piece(pending, final=True)
-
-    def next_piece(self, pending: _Pending, *, final: bool) -> Piece:
-        limit = self.budget_frames()
-        fmt = self.s.piece_format
-        searched_from = 0.0
-        while True:
-            if final and pending.n <= limit * FRAME:
-                end, silent = pending.n, True  # the recording's end
-            else:
-                window = int(min(max(MIN_SEARCH_S * 50, SEARCH_FRACTION * limit), limit / 2))
-                cut, silent = find_cut(pending.db, limit, window, pending.levels.threshold())
-                end = cut * FRAME
-                searched_from = (pending.start + (limit - window) * FRAME) / SAMPLE_RATE
-            dest = f"{self.prefix}-{self.index:04d}.{fmt}"
-            try:
-                size = encode_pcm(pending.samples[:end], dest, fmt)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(dest)
-                raise
-            seconds = end / SAMPLE_RATE
-            if size <= self.s.max_piece_bytes:
-                break
-            os.unlink(dest)
-            # Remember the real byte rate (noise, music) so later pieces are planned shorter.
-            self.rate = max(self.rate, (size - HEADER_ALLOWANCE) / seconds)
-            shorter = int(end // FRAME * (self.s.max_piece_bytes - HEADER_ALLOWANCE) / size * 0.95)
-            limit = min(shorter, end // FRAME - 1)
-            if limit < MIN_PIECE_S * 50:
-                raise PieceTooLargeError(
-                    f"{self.label!r}: {size} bytes for {seconds:.1f} s of {fmt}; max_piece_bytes="
-                    f"{self.s.max_piece_bytes} cannot hold a {MIN_PIECE_S:g} s piece"
-                )
-            final = False  # the re-cut leaves audio after it
-            self.s._log.info(
-                "%s: piece %d was %d bytes, over the limit; cutting it shorter", self.label, self.index, size
-            )
-        start_s = pending.start / SAMPLE_RATE
-        end_s = (pending.start + end) / SAMPLE_RATE
-        if not silent:
-            self.s._log.warning(
-                "%s: no silence between %.1f s and %.1f s; cut at its quietest point, %.2f s (a word may be cut)",
-                self.label,
-                searched_from,
-                start_s + limit / 50,
-                end_s,
-            )
-        piece = Piece(self.index, start_s, end_s, dest, size, fmt, silent)
-        pending.drop(end)
-        self.index += 1
-        return piece
+        analysis = analyze(path, name=label)
+        copy = self.copy and copy_container(analysis.codec) is not None
+        rate = encoded_bytes_per_second(self.piece_format, analysis.rate)
+        specs = plan_pieces(
+            analysis,
+            limits=PlanLimits(self.max_piece_seconds, self.max_piece_bytes),
+            costs=frame_costs(analysis, copy=copy, bytes_per_second=rate),
+            skip_silence=self.skip_silence,
+            label=label,
+        )
+        prefix = self.prefix(label)
+        renderer = (
+            CopyRenderer(path, analysis, prefix)
+            if copy
+            else PcmRenderer(path, analysis, prefix, self.piece_format, name=label)
+        )
+        yield from renderer.pieces(specs)

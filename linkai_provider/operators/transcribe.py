@@ -51,6 +51,10 @@ class TranscribeAudioOperator(BaseOperator):
     :param split_long_audio: False: a file over ``max_upload_bytes`` is a failed row, never sent.
     :param piece_format: encoding of pieces: ``ogg`` (Opus), ``flac`` or ``mp3``; None chooses per
         file: FLAC when a ``max_chunk_seconds`` piece fits the upload budget uncompressed, else Opus.
+    :param channels: ``"mix"`` (default): the API hears a multi-channel recording's channels mixed, as
+        it would; ``"separate"``: each channel is transcribed as its own recording (a call with agent
+        and customer on their own channels), the row's text is the conversation in turns, one line
+        each (``[ch0] ...``), and its ``segments`` carry ``channel``. Identical channels are sent once.
     :param dry_run: list and plan as a real run would; log and return what would be sent (files,
         bytes, audio seconds, files of unknown duration, files that would be split); send and write nothing.
     :param max_files: send at most this many files this run, in listing order; the rest are held
@@ -109,6 +113,7 @@ class TranscribeAudioOperator(BaseOperator):
         max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS,
         split_long_audio: bool = True,
         piece_format: str | None = None,
+        channels: str = "mix",
         dry_run: bool = False,
         max_files: int | None = None,
         max_audio_seconds: float | None = None,
@@ -144,6 +149,7 @@ class TranscribeAudioOperator(BaseOperator):
             max_chunk_seconds=max_chunk_seconds,
             split_long_audio=split_long_audio,
             piece_format=piece_format,
+            channels=channels,
             incremental=incremental,
             dry_run=dry_run,
             budget=Budget(max_files=max_files, max_audio_seconds=max_audio_seconds),
@@ -165,6 +171,7 @@ class TranscribeAudioOperator(BaseOperator):
         self.max_chunk_seconds = max_chunk_seconds
         self.split_long_audio = split_long_audio
         self.piece_format = piece_format
+        self.channels = channels
         self.is_dry_run = dry_run  # not ``dry_run``: that is BaseOperator.dry_run(), which renders templates
         self.max_files = max_files
         self.max_audio_seconds = max_audio_seconds

@@ -235,14 +235,16 @@ def test_bad_file_fails_the_night_after_writing_rows_and_analytics_reports_why(
     assert ti_states(run) == {**nightly_ok(state="failed"), ("transcribe", 0): "failed"}
     rows = local_rows(tmp_path / "lake" / "transcripts" / f"dt={ds}")
     (bad,) = [r for r in rows if r["source_uri"].endswith("broken.wav")]
-    assert bad["status"] == "failed" and bad["error_type"] == "InvalidRequestError" and bad["error_code"] == 400
+    # nothing in it decodes as audio: refused before any request (issue 17), a failed row all the same
+    assert (bad["status"], bad["error_type"], bad["error_code"], bad["attempts"]) == ("failed", "UnreadableFileError",
+                                                                                      None, 0)  # fmt: skip
     check_ok_rows([r for r in rows if r is not bad], inputs, "linkai_nightly_transcription")
 
     arun = example_dag("linkai_transcript_analytics").test(logical_date=day(ds))
     assert arun.state == "success"
     got = read_summary_local(Path(lake.summary.removeprefix("file://")))[ds]
     assert (got["files"], got["ok"], got["failed"]) == (4, 3, 1)
-    assert got["failure_reasons"] == [{"error_type": "InvalidRequestError", "files": 1}]
+    assert got["failure_reasons"] == [{"error_type": "UnreadableFileError", "files": 1}]
     check_summary({ds: got}, [{**r, "dt": ds} for r in rows])
 
 

@@ -112,17 +112,15 @@ def test_opus_pieces_under_a_byte_limit(three_minutes: Recording, three_minutes_
     assert_cuts_in_pauses(pieces, three_minutes)
 
 
-def test_too_big_piece_is_cut_again_shorter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # White noise: FLAC cannot compress it (~31 KB/s), above the 20 KB/s the plan assumes.
+def test_noise_that_flac_cannot_compress_still_fits_at_the_first_try(tmp_path: Path) -> None:
+    # White noise: FLAC cannot compress it (~31 KB/s). Pieces are planned at raw PCM's rate, which
+    # FLAC never exceeds, so none is ever over the limit and none is encoded twice.
     noise = np.random.default_rng(5).normal(0, 8000, 60 * SAMPLE_RATE).clip(-32768, 32767).astype(np.int16)
     path = write_wav(tmp_path / "noise.wav", noise)
-    with caplog.at_level(logging.INFO, logger=LOGGER):
-        pieces = split_all(path, max_piece_bytes=200_000, piece_format="flac")
-    assert "piece 0 was" in caplog.text and "over the limit; cutting it shorter" in caplog.text
+    pieces = split_all(path, max_piece_bytes=200_000, piece_format="flac")
     assert all(p.size <= 200_000 for p in pieces)
+    assert all(p.size > 0.5 * 200_000 for p in pieces)  # balanced, and not needlessly small
     assert_contiguous(pieces, 60.0)
-    # Learned: later pieces are planned at the real rate and fit at the first try.
-    assert caplog.text.count("over the limit") <= 2
 
 
 def test_no_silence_cuts_at_the_quietest_point_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -166,12 +164,18 @@ def test_undecodable_file_names_it(tmp_path: Path) -> None:
 
 
 def test_piece_too_large_when_limit_cannot_hold_a_second(tmp_path: Path) -> None:
-    # Full-scale white noise: FLAC needs 2 bytes per sample (32 KB/s), where speech needs ~14 KB/s.
-    noise = np.random.default_rng(2).integers(-32768, 32767, 10 * SAMPLE_RATE, endpoint=True, dtype=np.int16)
-    path = write_wav(tmp_path / "loud.wav", noise)
-    # 26 KB plans ~1.1 s of speech FLAC; but even 1 s of this noise is over it.
-    with pytest.raises(PieceTooLargeError, match="max_piece_bytes=26000 cannot hold a 1 s piece"):
-        split_all(path, max_piece_bytes=26_000, piece_format="flac")
+    from linkai_provider.io.analysis import analyze
+    from linkai_provider.io.splitting import PlanLimits, frame_costs, plan_pieces
+    from linkai_provider.server.audio_fixtures import tone
+
+    mp3 = tone(tmp_path / "tone.mp3", "mp3", 10.0)  # 64 kbit/s: 8 KB per second of packets to copy
+    analysis = analyze(str(mp3))
+    costs = frame_costs(analysis, copy=True)
+    with pytest.raises(PieceTooLargeError, match="max_upload_bytes=10000 cannot hold 1 s of this recording"):
+        plan_pieces(analysis, limits=PlanLimits(600, 10_000), costs=costs, skip_silence=False)
+    # The splitter refuses, up front, a byte limit its encoding cannot meet for a second of audio.
+    with pytest.raises(ValueError, match="max_piece_bytes=26000 is too small for flac pieces"):
+        AudioSplitter(max_piece_bytes=26_000, piece_format="flac")
 
 
 def test_bad_options_are_refused() -> None:

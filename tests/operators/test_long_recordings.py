@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from linkai_provider import cli
@@ -80,11 +82,11 @@ def test_long_wav_is_split_at_pauses_into_one_ok_row(tmp_path, capsys, linkai_se
 
 
 def test_413_with_an_html_page_teaches_a_lower_limit(tmp_path, capsys, linkai_server_factory, meeting):
-    """The API (behind an nginx-like proxy) takes at most 400 kB; the operator believes 25 MiB. The
-    first pieces get 413 with an HTML page: the budget shrinks, the file is split again, every later
-    upload fits, and no row ever carries the HTML."""
+    """The API (behind an nginx-like proxy) takes at most 1.5 MB; the operator believes 25 MiB. The
+    whole file gets 413 with an HTML page: the budget shrinks, the file is split, every later upload
+    fits, and no row ever carries the HTML."""
     _, wav = meeting
-    server = linkai_server_factory(max_upload_bytes=400_000, too_large_style="nginx")
+    server = linkai_server_factory(max_upload_bytes=1_500_000, too_large_style="nginx")
     summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--piece-format", "flac",
                          "--max-upload-bytes", str(25 * 2**20))  # fmt: skip
 
@@ -93,7 +95,7 @@ def test_413_with_an_html_page_teaches_a_lower_limit(tmp_path, capsys, linkai_se
     assert summary["transcribed"] == 1 and row["chunks"] >= 2
     by_status = server.stats()["by_status"]
     assert by_status.get("413", 0) >= 1 and by_status["200"] == row["chunks"]
-    assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= 400_000 for s in row["segments"])
+    assert all(int(DIGEST.fullmatch(s["text"]).group(1)) <= 1_500_000 for s in row["segments"])
     assert summary["log"].count("its limit is lower") == 1  # said once, clearly, however many 413s
     assert "<html" not in summary["log"].lower()
 
@@ -108,6 +110,43 @@ def test_413_without_splitting_is_a_short_sentence(tmp_path, capsys, linkai_serv
     assert row["error_type"] == "PayloadTooLargeError" and row["error_code"] == 413
     assert row["error_message"] == f"the API refused the upload of {wav.stat().st_size} bytes as too large (HTTP 413)"
     assert "<" not in row["error_message"]
+
+
+def test_a_413_that_states_its_limit_is_taken_at_its_word(tmp_path, capsys, linkai_server_factory, meeting):
+    """An OpenAI-style or LinkAI 413 says what the limit is: the budget goes straight there (less the
+    form's own bytes), one 413 in all, and every piece is as large as that limit allows."""
+    _, wav = meeting
+    server = linkai_server_factory(max_upload_bytes=1_500_000)  # JSON 413: "the upload limit is 1500000 bytes"
+    summary = transcribe(capsys, server, wav.parent, tmp_path / "out", "--piece-format", "flac")
+
+    [row] = rows(tmp_path / "out")
+    assert row["status"] == "ok" and summary["transcribed"] == 1
+    assert server.stats()["by_status"] == {"200": row["chunks"], "413": 1}
+    sizes = [int(DIGEST.fullmatch(s["text"]).group(1)) for s in row["segments"]]
+    assert max(sizes) <= 1_500_000
+
+
+def test_a_413_for_a_small_upload_is_the_files_failure_not_a_new_limit(tmp_path, capsys, linkai_server_factory):
+    """A 413 for an upload under 1 MiB (a proxy's per-route rule, a misconfigured gateway) fails that
+    file with the server's own message; the budget is not lowered and the other files go as they are."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    voice = join_sentences([SENTENCES[0]], tmp_path, seed=1).samples
+    write_wav(folder / "a-long-voicemail.wav", np.tile(voice, 3))  # ~300 kB
+    write_wav(folder / "b-short.wav", voice[voice.size // 2 - 8000 : voice.size // 2 + 8000])  # 32 kB of speech
+    server = linkai_server_factory(max_upload_bytes=100_000)
+    summary = transcribe(capsys, server, folder, tmp_path / "out")
+
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    failed = by_name["a-long-voicemail.wav"]
+    size = (folder / "a-long-voicemail.wav").stat().st_size
+    assert (failed["status"], failed["error_code"], failed["attempts"]) == ("failed", 413, 1)
+    assert failed["error_message"] == (
+        f"the API refused the upload of {size} bytes as too large (HTTP 413): "
+        "File too large: the upload limit is 100000 bytes (97.7 KiB)"
+    )
+    assert by_name["b-short.wav"]["status"] == "ok"
+    assert "its limit is lower" not in summary["log"] and server.stats()["requests_total"] == 2
 
 
 def test_a_duration_limit_is_met_by_max_chunk_seconds(tmp_path, capsys, linkai_server_factory, meeting):
@@ -406,6 +445,8 @@ def test_sigterm_mid_file_stops_cleans_up_and_keeps_what_finished(tmp_path, link
     requests = server.stats()["requests_total"]
     time.sleep(0.5)
     assert server.stats()["requests_total"] == requests  # nothing more was sent
+    # what the API billed is in the summary, the long file's answered pieces included
+    assert summary["audio_seconds"] == pytest.approx(server.stats()["audio_seconds_ok"], abs=0.1)
 
 
 def test_piece_format_is_chosen_by_the_budget():
@@ -414,3 +455,28 @@ def test_piece_format_is_chosen_by_the_budget():
     assert auto_piece_format(25 * 2**20, 600) == "flac"  # the defaults: 600 s of raw 16 kHz PCM is 19.2 MB
     assert auto_piece_format(12 * 2**20, 600) == "ogg"  # a lower (e.g. learned) limit: compact Opus
     assert auto_piece_format(12 * 2**20, 300) == "flac"
+
+
+def test_without_pyav_files_go_as_they_are_and_long_ones_name_the_extra(tmp_path, capsys, linkai_server, meeting,
+                                                                         monkeypatch):  # fmt: skip
+    """Without the audio extra nothing is analysed: short files are sent as they are, with their header's
+    duration; one that needs splitting is a failed row naming the extra; a WARNING says what is not checked."""
+    import sys
+
+    from tests.test_spend_control import transcribe as transcribe_logged
+
+    rec, wav = meeting
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(wav, folder / "board-meeting.wav")
+    write_wav(folder / "voicemail.wav", rec.samples[: 10 * 16000])
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    linkai_server.reset_stats()
+    summary = transcribe_logged(capsys, linkai_server, folder, tmp_path / "out", "--max-chunk-seconds", "60")
+
+    by_name = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "out")}
+    assert by_name["voicemail.wav"]["status"] == "ok" and by_name["voicemail.wav"]["audio_duration_s"] == 10.0
+    assert by_name["board-meeting.wav"]["status"] == "failed"
+    assert "pip install 'airflow-provider-linkai[audio]'" in by_name["board-meeting.wav"]["error_message"]
+    assert sum("PyAV is not installed" in line for line in summary["records"]) == 1
+    assert linkai_server.stats()["requests_total"] == 1

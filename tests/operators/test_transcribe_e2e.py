@@ -53,6 +53,7 @@ def test_local_folder_all_formats(tmp_path, speech, linkai_conn):
         "audio_seconds": summary["audio_seconds"],
         "held_back": 0,
         "split": 0,
+        "pieces_reused": 0,
         "requests": 11,
         "rate_limited": 0,
         "concurrency": summary["concurrency"],

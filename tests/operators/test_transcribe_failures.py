@@ -3,7 +3,6 @@ clear message naming the file or setting, and nothing already done is lost."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -63,17 +62,17 @@ def test_bad_files_become_failed_rows_and_the_batch_goes_on(tmp_path, speech, li
     assert "over max_file_size_bytes=300000; not uploaded" in rows["big.wav"]["error_message"]
     assert (rows["empty.wav"]["attempts"], rows["big.wav"]["attempts"]) == (0, 0)
     for name in ("text.wav", "garbage.flac"):
+        # nothing in them decodes as audio: refused locally, never uploaded, never paid for
         assert (rows[name]["status"], rows[name]["error_type"], rows[name]["error_code"]) == (
             "failed",
-            "InvalidRequestError",
-            400,
+            "UnreadableFileError",
+            None,
         )
-        assert rows[name]["error_message"] and rows[name]["attempts"] == 1
-        # uploaded whole and answered: the row names the exact content the server refused
-        assert rows[name]["content_sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert "as audio" in rows[name]["error_message"] and rows[name]["error_message"].endswith("not uploaded")
+        assert (rows[name]["attempts"], rows[name]["content_sha256"]) == (0, None)
     assert rows["empty.wav"]["content_sha256"] is None and rows["big.wav"]["content_sha256"] is None
     stats = linkai_conn.stats()
-    assert stats["requests_total"] == 5  # empty and big never uploaded, notes.txt never sent
+    assert stats["requests_total"] == 3  # only the three good files: the bad ones never uploaded
 
     # Next run: only the failed files are tried again; the ok ones are not paid twice.
     monkeypatch.setenv("LINKAI_TEST_FAIL_ON_PARTIAL", "0")
@@ -81,7 +80,7 @@ def test_bad_files_become_failed_rows_and_the_batch_goes_on(tmp_path, speech, li
     state, summary = run(source=str(folder), destination=str(dest))
     assert state == "success"
     assert (summary["skipped_existing"], summary["failed"], summary["skipped_unsupported"]) == (3, 4, 1)
-    assert linkai_conn.stats()["requests_total"] == 2
+    assert linkai_conn.stats()["requests_total"] == 0
 
 
 def test_source_matching_nothing_is_configurable(tmp_path, linkai_conn, monkeypatch):
