@@ -57,7 +57,7 @@ def cli(source: Path, dest, server, *extra: str, env: dict[str, str] | None = No
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-KILL_TRIALS = 10
+KILL_TRIALS = int(os.environ.get("LINKAI_KILL_TRIALS", "5"))  # the figures in docs/operations.md: 10
 KILL_CONCURRENCY = 8
 # What a SIGKILL may waste (issue 13): the requests in flight (max_concurrency) plus the rows of the one
 # journal write in progress, and those answered while it was being written. A segment write takes a few

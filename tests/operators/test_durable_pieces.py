@@ -115,6 +115,7 @@ def test_pieces_of_another_plan_are_never_joined(lecture, linkai_server_factory,
     assert [s["channel"] for s in separate["segments"]] == [0, 1]
 
 
+@pytest.mark.serial  # kills 150 ms after an answer: a busy second worker would skew what was in flight
 def test_a_kill_mid_recording_wastes_only_the_pieces_in_flight(tmp_path, lecture, linkai_server_factory):
     """``linkai-transcribe`` SIGKILLed after four pieces of a recording were answered; the rerun sends
     only the rest. What the server billed over both runs is the recording once, plus at most the
