@@ -308,8 +308,7 @@ class RecordingTranscriber:
         row.update(
             status=STATUS_OK,
             text=answer.text,
-            content_sha256=answer.content_sha256,
-            source_size_bytes=answer.size_bytes,
+            content_sha256=answer.content_sha256,  # source_size_bytes stays the listed size (docs/dataset.md)
             attempts=answer.attempts,
             latency_ms=answer.latency_ms,
             transcribed_at=utcnow(),
