@@ -21,7 +21,7 @@ from linkai_provider.journal import CompactionResult, Journal, PieceRecord, Writ
 from linkai_provider.piece_store import PieceStore, prune_pieces
 from linkai_provider.pipeline import BatchResult, TranscriptionPipeline
 from linkai_provider.planning import Budget, KeyIndex, Plan, check_done, dry_run_report, plan_batch, summarize
-from linkai_provider.recording import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, FileSettings
+from linkai_provider.uploads import DEFAULT_MAX_CHUNK_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, FileSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ import contextlib
 import os
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from linkai_provider.dataset import STATUS_OK, utcnow
 from linkai_provider.exceptions import LinkAIFatalError, PayloadTooLargeError, UnreadableFileError
@@ -39,20 +40,46 @@ from linkai_provider.io.splitting import (
     frame_costs,
     plan_pieces,
 )
-from linkai_provider.recording import (
+from linkai_provider.resume import PieceRecord, PiecesSink, plan_for, reusable
+from linkai_provider.routing import Assessment
+from linkai_provider.scheduler import PRIORITY_PIECE, SchedulerCancelled
+from linkai_provider.uploads import (
     MAX_SPLIT_PASSES,
     MIN_BUDGET_BYTES,
     Outcome,
     clock,
     sha256_of,
 )
-from linkai_provider.resume import PieceRecord, plan_for, reusable
-from linkai_provider.routing import Assessment
-from linkai_provider.scheduler import PRIORITY_PIECE, SchedulerCancelled
 
 if TYPE_CHECKING:
+    from linkai_provider.hooks.linkai import LinkAIHook
     from linkai_provider.io.sources import AudioFile
-    from linkai_provider.recording import RecordingTranscriber
+    from linkai_provider.scheduler import RequestScheduler
+    from linkai_provider.uploads import FileSettings, UploadBudget
+
+
+class Sender(Protocol):
+    """What a :class:`Recording` needs of the transcriber that owns it
+    (:class:`~linkai_provider.recording.RecordingTranscriber`, which imports this module lazily)."""
+
+    hook: LinkAIHook
+    scheduler: RequestScheduler
+    settings: FileSettings
+    budget: UploadBudget
+    cancel: threading.Event
+    piece_pool: ThreadPoolExecutor
+    log: Any
+    answered: Mapping[tuple[str, str], Sequence[Any]]
+    pieces_sink: PiecesSink | None
+
+    def failed(
+        self, row: dict[str, Any], exc: BaseException, started: float, *, size: int | None = None, attempts: int = 0
+    ) -> Outcome: ...
+
+    def header_seconds(self, file: AudioFile, local: str) -> float | None: ...
+
+    def send_whole(self, file: AudioFile, source: Any, row: dict[str, Any], started: float) -> Outcome: ...
+
 
 __all__ = ["Recording"]
 
@@ -69,7 +96,7 @@ class _Sent:
 class Recording:
     """One file on local disk, from analysis to its row (see the module docstring)."""
 
-    def __init__(self, owner: RecordingTranscriber, file: AudioFile, local: str, row: dict[str, Any], started: float):
+    def __init__(self, owner: Sender, file: AudioFile, local: str, row: dict[str, Any], started: float):
         self.t, self.file, self.local, self.row, self.started = owner, file, local, row, started
         self.settings, self.log = owner.settings, owner.log
         self.warnings: list[str] = []

@@ -23,16 +23,16 @@ from typing import Any, Protocol
 from linkai_provider.dataset import STATUS_OK
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import AudioFile
-from linkai_provider.recording import (
+from linkai_provider.recording import RecordingTranscriber
+from linkai_provider.resume import PiecesSink
+from linkai_provider.scheduler import RequestScheduler
+from linkai_provider.uploads import (
     DEFAULT_MAX_CHUNK_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
     FileSettings,
     Outcome,
-    RecordingTranscriber,
     UploadBudget,
 )
-from linkai_provider.resume import PiecesSink
-from linkai_provider.scheduler import RequestScheduler
 
 log = logging.getLogger(__name__)
 

@@ -16,33 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
+
+from linkai_provider.piece_store import PieceRecord  # the durable store defines the record
 
 __all__ = ["PLAN_VERSION", "PieceRecord", "PiecesSink", "plan_for", "reusable"]
 
 PLAN_VERSION = "v1"
-
-try:  # the durable store (journal) defines the record; the fallback has the same fields
-    from linkai_provider.journal import PieceRecord  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until the journal's piece store is merged
-
-    @dataclass(frozen=True)
-    class PieceRecord:  # type: ignore[no-redef]
-        source_uri: str
-        source_fingerprint: str
-        plan: str
-        channel: int | None
-        start_s: float
-        end_s: float
-        text: str
-        attempts: int
-        latency_ms: int
-        bytes_sent: int
-        audio_seconds: float
-        answered_at: datetime
-
 
 class PiecesSink(Protocol):
     """Where answered pieces go (the journal's ``append_pieces``); must not block on I/O."""

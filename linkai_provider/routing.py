@@ -19,7 +19,7 @@ from __future__ import annotations
 from linkai_provider.io.analysis import Analysis
 from linkai_provider.io.render import copy_container
 from linkai_provider.io.speech import active_frames, speech_spans
-from linkai_provider.recording import FileSettings, auto_piece_format, clock
+from linkai_provider.uploads import FileSettings, auto_piece_format, clock
 
 __all__ = ["Assessment", "lossless"]
 

@@ -16,7 +16,7 @@ import pytest
 from linkai_provider.hooks.linkai import LinkAIHook
 from linkai_provider.io.sources import list_audio
 from linkai_provider.pipeline import TranscriptionPipeline
-from linkai_provider.recording import FileSettings
+from linkai_provider.uploads import FileSettings
 from tests.conftest import SENTENCES
 from tests.io import scenes
 from tests.io.test_split_audio import join_sentences, write_wav

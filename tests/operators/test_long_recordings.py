@@ -238,7 +238,8 @@ def test_remote_long_recording_is_read_once_and_split(store, tmp_path, capsys, l
     linkai_server.reset_stats()
     import tempfile
 
-    before = {p.name for p in Path(tempfile.gettempdir()).glob("linkai-split-*")}
+    mine = f"linkai-split-{os.getpid()}-*"  # this process's work folders (other test workers split too)
+    before = {p.name for p in Path(tempfile.gettempdir()).glob(mine)}
     summary = transcribe(capsys, linkai_server, f"{url}/calls/", tmp_path / "out", "--source-conn-id", "remote_in",
                          "--max-chunk-seconds", "45")  # fmt: skip
 
@@ -247,7 +248,7 @@ def test_remote_long_recording_is_read_once_and_split(store, tmp_path, capsys, l
     assert row["chunks"] >= 4 and summary["split"] == 1
     assert linkai_server.stats()["transcriptions_ok"] == row["chunks"]
     # the spilled copy and the pieces are gone
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("linkai-split-*")} <= before
+    assert {p.name for p in Path(tempfile.gettempdir()).glob(mine)} <= before
 
 
 def test_sigkill_mid_file_then_rerun_leaves_one_ok_row(tmp_path, linkai_server_factory, meeting):
@@ -450,7 +451,7 @@ def test_sigterm_mid_file_stops_cleans_up_and_keeps_what_finished(tmp_path, link
 
 
 def test_piece_format_is_chosen_by_the_budget():
-    from linkai_provider.recording import auto_piece_format
+    from linkai_provider.uploads import auto_piece_format
 
     assert auto_piece_format(25 * 2**20, 600) == "flac"  # the defaults: 600 s of raw 16 kHz PCM is 19.2 MB
     assert auto_piece_format(12 * 2**20, 600) == "ogg"  # a lower (e.g. learned) limit: compact Opus
