@@ -24,6 +24,7 @@ __all__ = ["PLAN_VERSION", "PieceRecord", "PiecesSink", "plan_for", "reusable"]
 
 PLAN_VERSION = "v1"
 
+
 class PiecesSink(Protocol):
     """Where answered pieces go (the journal's ``append_pieces``); must not block on I/O."""
 

@@ -21,7 +21,7 @@ from fsspec.utils import stringify_path
 
 from linkai_provider.formats import audio_format
 from linkai_provider.io.storage import full_url, resolve
-from linkai_provider.io.symlinks import walk_local
+from linkai_provider.io.symlinks import glob_local, walk_local
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ def _entries(fs: AbstractFileSystem, path: str, original: str) -> Iterable[tuple
             return walk_local(fs, path)
         return _find(fs, path)
     if _GLOB_CHARS & set(path):
+        if isinstance(fs, LocalFileSystem):  # the same glob, with links followed as in a folder
+            return glob_local(fs, path)
         return fs.glob(path, detail=True).items()
     raise SourceNotFoundError(f"source {original!r} does not exist (no such file, folder or prefix)")
 

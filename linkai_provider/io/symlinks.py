@@ -21,23 +21,46 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections import deque
 from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.utils import glob_translate
 
-__all__ = ["walk_local"]
+__all__ = ["glob_local", "walk_local"]
 
 log = logging.getLogger(__name__)
 
 
-def walk_local(fs: LocalFileSystem, root: str) -> list[tuple[str, dict[str, Any]]]:
+def glob_local(fs: LocalFileSystem, pattern: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, info)`` of every regular file matching the glob ``pattern``, links followed.
+
+    fsspec's ``glob`` is its ``find`` under the pattern's fixed part, filtered by the pattern; its
+    local ``find`` lists links as type ``other``, so ``calls/*.wav`` left out a linked recording
+    that ``calls/`` alone finds. This is the same glob (same syntax, through fsspec's own
+    ``glob_translate``, and the same depth: a ``**`` goes all the way down, else only as deep as
+    the pattern) over :func:`walk_local`.
+    """
+    path = fs._strip_protocol(pattern)
+    first = min(i for i in (path.find(c) for c in "*?[") if i >= 0)
+    cut = path.rfind("/", 0, first)
+    root = path[: cut + 1] or "/"
+    depth = None if "**" in path else path[cut + 1 :].count("/") + 1
+    if not os.path.isdir(root):
+        return []
+    matches = re.compile(glob_translate(path)).match
+    return [(name, info) for name, info in walk_local(fs, root.rstrip("/") or "/", depth) if matches(name)]
+
+
+def walk_local(fs: LocalFileSystem, root: str, maxdepth: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """``(path, info)`` of every regular file under the local folder ``root``, links followed.
 
     Real folders are walked before linked ones, so a folder that is both inside ``root`` and the
     target of a link is listed under its real path; of two links to one folder, the one met
-    first (a folder's entries are taken in name order) is followed.
+    first (a folder's entries are taken in name order) is followed. ``maxdepth`` as in fsspec's
+    ``find``: 1 lists only the files directly in ``root``.
     """
     files: list[tuple[str, dict[str, Any]]] = []
     followed = 0
@@ -81,6 +104,8 @@ def walk_local(fs: LocalFileSystem, root: str) -> list[tuple[str, dict[str, Any]
                     log.warning("Skipping %s: a broken symbolic link (%s)", entry.path, _target(entry.path, exc))
                 continue
             if stat.S_ISDIR(target.st_mode):
+                if maxdepth is not None and len(ancestors) >= maxdepth:
+                    continue  # deeper than the pattern reaches
                 key = (target.st_dev, target.st_ino)
                 if link:
                     links.append((entry.path, key, ancestors))

@@ -75,3 +75,15 @@ def test_a_folder_that_cannot_be_read_is_named(tree: Path, caplog, monkeypatch) 
         listing = list_audio(str(tree))
     assert "real/deep/b.wav" not in names(listing, tree) and "a.wav" in names(listing, tree)
     assert f"Cannot list {locked} ([Errno 13] Permission denied" in caplog.text
+
+
+def test_a_glob_follows_links_as_a_folder_does(tree: Path, caplog) -> None:
+    # fsspec's local glob lists links as type "other": calls/*.wav used to leave e.wav out
+    assert names(list_audio(f"{tree}/*.wav"), tree) == ["a.wav", "e.wav"]
+    with caplog.at_level(logging.WARNING, logger="linkai_provider.io.symlinks"):
+        deep = list_audio(f"{tree}/**/*.wav")
+    assert names(deep, tree) == names(list_audio(str(tree)), tree)  # ** reaches what the folder does
+    assert f"Not following {tree}/real/deep/up -> ../..: a loop back to {tree}" in caplog.text
+    # only as deep as the pattern: one folder down, through a link or not
+    assert names(list_audio(f"{tree}/*/*.wav"), tree) == ["ext/c.wav"]
+    assert names(list_audio(f"{tree}/e*/s?b/[d].wav"), tree) == ["ext/sub/d.wav"]
