@@ -9,7 +9,8 @@ needs:
 - a link to a folder that contains it (a loop: ``calls/all -> ..``) is not followed, or the walk
   would never end;
 - a folder reached a second time (through another link, or a link to a folder inside the
-  source) is not listed again, so no recording is sent (and paid for) twice under two names.
+  source) is not listed again, and neither is a file reached through a link and under another
+  name, so no recording is sent (and paid for) twice under two names.
 
 Each link skipped is logged as a warning naming it and why; the counts of links followed and
 skipped are logged once per folder walked. A file reached through a link keeps the link's path
@@ -63,6 +64,7 @@ def walk_local(fs: LocalFileSystem, root: str, maxdepth: int | None = None) -> l
     ``find``: 1 lists only the files directly in ``root``.
     """
     files: list[tuple[str, dict[str, Any]]] = []
+    reached: dict[tuple[int, int], list[tuple[int, bool]]] = {}  # a regular file's (dev, inode): how it was met
     followed = 0
     skipped: list[str] = []
     top = os.stat(root)
@@ -117,6 +119,22 @@ def walk_local(fs: LocalFileSystem, root: str, maxdepth: int | None = None) -> l
                 info = fs.info(entry.path if link else entry)
                 files.append((info["name"], info))
                 followed += link
+                if target.st_ino:  # (0: a file system without inode numbers; nothing to compare)
+                    reached.setdefault((target.st_dev, target.st_ino), []).append((len(files) - 1, link))
+    # A recording reached through a link and under another name (its real path, or a second link) is
+    # listed once, as a folder is: under its real path where it has one, else the first link met.
+    drop: set[int] = set()
+    for names in reached.values():
+        if len(names) > 1 and any(link for _, link in names):
+            keep = next((i for i, link in names if not link), names[0][0])
+            for i, link in names:
+                if link and i != keep:
+                    drop.add(i)
+                    skipped.append(files[i][0])
+                    followed -= 1
+                    log.warning("Not following %s: that file is already listed as %s", files[i][0], files[keep][0])
+    if drop:
+        files = [f for i, f in enumerate(files) if i not in drop]
     if followed or skipped:
         log.info(
             "Listed %s: followed %d symbolic link(s), skipped %d (loops, repeats, broken links; named above)",

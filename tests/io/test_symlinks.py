@@ -87,3 +87,21 @@ def test_a_glob_follows_links_as_a_folder_does(tree: Path, caplog) -> None:
     # only as deep as the pattern: one folder down, through a link or not
     assert names(list_audio(f"{tree}/*/*.wav"), tree) == ["ext/c.wav"]
     assert names(list_audio(f"{tree}/e*/s?b/[d].wav"), tree) == ["ext/sub/d.wav"]
+
+
+def test_a_file_reached_under_two_names_is_listed_once(tmp_path: Path, caplog) -> None:
+    calls, outside = tmp_path / "calls", tmp_path / "outside.wav"
+    (calls / "b").mkdir(parents=True)
+    for path in (calls / "b" / "real.wav", outside, calls / "hard.wav"):
+        path.write_bytes(b"RIFF" + path.name.encode())
+    os.link(calls / "hard.wav", calls / "hard-too.wav")  # two real names: both kept, as find -L does
+    (calls / "a-alias.wav").symlink_to(calls / "b" / "real.wav")  # met first, but the real path wins
+    (calls / "x1.wav").symlink_to(outside)
+    (calls / "x2.wav").symlink_to(outside)  # a second link to the same recording: the first one wins
+    with caplog.at_level(logging.INFO, logger="linkai_provider.io.symlinks"):
+        listing = list_audio(str(calls))
+    assert names(listing, calls) == ["b/real.wav", "hard-too.wav", "hard.wav", "x1.wav"]
+    assert f"Not following {calls}/a-alias.wav: that file is already listed as {calls}/b/real.wav" in caplog.text
+    assert f"Not following {calls}/x2.wav: that file is already listed as {calls}/x1.wav" in caplog.text
+    assert f"Listed {calls}: followed 1 symbolic link(s), skipped 2" in caplog.text
+    assert names(list_audio(f"{calls}/*.wav"), calls) == ["a-alias.wav", "hard-too.wav", "hard.wav", "x1.wav"]
