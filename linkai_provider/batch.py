@@ -36,7 +36,7 @@ class BatchOptions:
     max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS
     split_long_audio: bool = True
     piece_format: str | None = None
-    channels: str = "mix"  # "separate": each channel of a call on its own (audio owner's hunk)
+    channels: str = "mix"  # "separate": each channel of a call on its own
     skip_silence: bool = True
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     incremental: bool = True

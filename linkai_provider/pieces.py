@@ -223,8 +223,11 @@ class Recording:
             return self.t.failed(row, UnreadableFileError(f"cannot cut {self.file.uri}: {exc}"), self.started)
         return self._ok_row()
 
+    def _reused_count(self) -> int:
+        return sum(len(v) for v in self.reused.values())
+
     def _answered_count(self) -> int:
-        return sum(len(v) for v in self.reused.values()) + sum(1 for r in self.sent if r.answer is not None)
+        return self._reused_count() + sum(1 for r in self.sent if r.answer is not None)
 
     def _done_spans(self) -> dict[int | None, list[tuple[float, float]]]:
         done: dict[int | None, list[tuple[float, float]]] = {ch: [] for ch in self.channels}
@@ -344,7 +347,7 @@ class Recording:
         assert exc is not None
         attempts, latency, billed = self._counts()
         self.row["latency_ms"] = latency
-        self.row["chunks"] = sum(len(v) for v in self.reused.values()) + sum(1 for r in self.sent if r.answer)
+        self.row["chunks"] = self._answered_count()
         failed = self.t.failed(self.row, exc, self.started, size=p.size)
         assert failed.row is not None
         where = "" if p.channel is None else f" of channel {p.channel}"
@@ -354,8 +357,7 @@ class Recording:
         failed.row["attempts"] = attempts
         failed.row["chunks"] = failed.row["chunks"] or None
         fatal = exc if isinstance(exc, LinkAIFatalError) else None
-        reused = sum(len(v) for v in self.reused.values())
-        return Outcome(failed.row, fatal=fatal, split=True, billed_s=billed, reused=reused)
+        return Outcome(failed.row, fatal=fatal, split=True, billed_s=billed, reused=self._reused_count())
 
     def _ok_row(self) -> Outcome:
         parts: list[tuple[float, float, int | None, str]] = [
@@ -382,5 +384,4 @@ class Recording:
             segments=[{"start_s": s, "end_s": e, "text": t, "channel": ch} for s, e, ch, t in parts],
             warnings=self.warnings or None,
         )
-        reused = sum(len(v) for v in self.reused.values())
-        return Outcome(self.row, split=True, billed_s=billed, reused=reused)
+        return Outcome(self.row, split=True, billed_s=billed, reused=self._reused_count())

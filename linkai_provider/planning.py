@@ -291,7 +291,7 @@ def plan_batch(
             duration = plan.durations.get(file.uri)
             if duration is None and audio_checks():
                 # Nothing in it demuxes as audio: it is refused before any request (a failed row,
-                # free), so the budget never holds it back forever (audio owner's hunk).
+                # free), so the budget never holds it back forever.
                 free.append(file)
                 todo.append(file)
                 continue

@@ -34,7 +34,7 @@ from linkai_provider.exceptions import (
     UnreadableFileError,
 )
 from linkai_provider.hooks.linkai import LinkAIHook
-from linkai_provider.io.audio import measure_duration, probe_duration
+from linkai_provider.io.audio import audio_checks, measure_duration, probe_duration
 from linkai_provider.io.sources import AudioFile
 from linkai_provider.resume import PiecesSink
 from linkai_provider.scheduler import RequestScheduler, SchedulerCancelled
@@ -111,15 +111,8 @@ class RecordingTranscriber:
     @property
     def audio_available(self) -> bool:
         if self._audio is None:
-            try:
-                from linkai_provider.io.pcm import require_av
-
-                require_av()
-                import numpy  # noqa: F401
-
-                self._audio = True
-            except ImportError:
-                self._audio = False
+            self._audio = audio_checks()
+            if not self._audio:
                 self.log.warning(
                     "PyAV is not installed: files are sent as they are, without checks for audio streams, "
                     "damage, silence or channels, and long ones cannot be split "

@@ -35,6 +35,7 @@ from linkai_provider.io.decoding import (
     open_decoder,
 )
 from linkai_provider.io.pcm import UndecodableAudioError
+from linkai_provider.io.speech import FRAMES_PER_S, active_frames
 
 __all__ = [
     "FRAME_S",
@@ -48,8 +49,7 @@ __all__ = [
     "decode_blocks",
 ]
 
-FRAME_S = 0.02
-FRAMES_PER_S = 50
+FRAME_S = 1 / FRAMES_PER_S
 SILENT_DB = -120.0
 # Two channels whose difference is this far under their level are one sound (fake stereo).
 IDENTICAL_BELOW_DB = 30.0
@@ -235,7 +235,7 @@ def analyze(path: str, *, name: str | None = None) -> Analysis:
         gaps=gaps,
         stopped_at=stopped_at,
         stop_reason=stop_reason,
-        header_seconds=getattr(decoder, "header_seconds", None),
+        header_seconds=decoder.header_seconds,
         packets=table,
         identical_channels=identical,
         channels_differ=differ,
@@ -253,8 +253,6 @@ def _channel_relations(levels: _Levels, db: np.ndarray) -> tuple[bool, bool]:
     identical = bool(np.all(levels.diff_energy <= level * 10 ** (-IDENTICAL_BELOW_DB / 10)))
     if identical:
         return True, False
-    from linkai_provider.io.speech import active_frames
-
     active = np.stack([active_frames(ch) for ch in db])
     loudest = db.max(axis=0)
     # A frame belongs to one channel alone when it is active there and the others are far quieter.

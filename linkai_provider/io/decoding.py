@@ -72,6 +72,8 @@ class _Decoder:
     """Iterates a container's first audio stream as :class:`DecodedBlock`; afterwards
     ``stopped_at``/``stop_reason`` tell whether demuxing ended early."""
 
+    header_seconds: float | None = None  # read here for a plain WAV only; for others the caller probes the header
+
     def __init__(self, path: str, label: str, rate: int | None = None) -> None:
         self.av = require_av()
         self.label = label
@@ -114,7 +116,6 @@ class _Decoder:
         self.stopped_at: float | None = None
         self.stop_reason: str | None = None
         self.errors: list[str] = []
-        self.skipped: list[tuple[float, float]] = []  # audio the demuxer skipped (damage), seconds
 
     def _open(self, path: str, options: dict[str, str] | None) -> Any:
         try:
@@ -166,7 +167,6 @@ class _Decoder:
                     baseline = lag if baseline is None else max(baseline, lag)
                 elif baseline is not None and lag - baseline > self.rate * SKIP_TOLERANCE_S:
                     pad = lag - baseline
-                    self.skipped.append((position / self.rate, (position + pad) / self.rate))
                     yield DecodedBlock(-1, position, None, pad)
                     position += pad
             blocks: list[np.ndarray] = []

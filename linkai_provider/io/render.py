@@ -86,8 +86,32 @@ class Piece:
         return self.end_s - self.start_s
 
 
-def _spans_s(spec: PieceSpec, limit_s: float) -> tuple[tuple[float, float], ...]:
-    return tuple((s * FRAME_S, min(e * FRAME_S, limit_s)) for s, e in spec.spans)
+def _piece(spec: PieceSpec, analysis: Analysis, path: str, size: int, audio_format: str, seconds: float) -> Piece:
+    """The :class:`Piece` written for ``spec``: its times end where the recording does."""
+    end = analysis.seconds
+    return Piece(
+        spec.index,
+        spec.start_s,
+        min(spec.end_s, end),
+        path,
+        size,
+        audio_format,
+        spec.cut_in_silence,
+        spec.channel,
+        seconds,
+        tuple((s * FRAME_S, min(e * FRAME_S, end)) for s, e in spec.spans),
+    )
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: str) -> Iterator[None]:
+    """A piece file half written when writing fails is not left behind."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
 
 
 class CopyRenderer:
@@ -119,38 +143,22 @@ class CopyRenderer:
                 mine = np.flatnonzero(owner == k)
                 dest = f"{self.prefix}-{spec.index:04d}.{self.ext}"
                 seconds = 0.0
-                try:
-                    with av.open(dest, mode="w", format=self.muxer) as sink:
-                        out = sink.add_stream_from_template(stream)
-                        tb = stream.time_base or Fraction(1, stream.codec_context.sample_rate or 1)
-                        at = 0
-                        for want in mine.tolist():
-                            while index <= want:
-                                packet = next(packets)
-                                index += 1
-                            length = packet.duration or round(table.duration[want] / tb)
-                            packet.pts = packet.dts = at
-                            packet.duration = length
-                            packet.stream = out
-                            sink.mux(packet)
-                            at += length
-                            seconds += float(table.duration[want])
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(dest)
-                    raise
-                yield Piece(
-                    spec.index,
-                    spec.start_s,
-                    min(spec.end_s, self.analysis.seconds),
-                    dest,
-                    os.path.getsize(dest),
-                    self.ext,
-                    spec.cut_in_silence,
-                    spec.channel,
-                    seconds,
-                    _spans_s(spec, self.analysis.seconds),
-                )
+                with _removed_on_failure(dest), av.open(dest, mode="w", format=self.muxer) as sink:
+                    out = sink.add_stream_from_template(stream)
+                    tb = stream.time_base or Fraction(1, stream.codec_context.sample_rate or 1)
+                    at = 0
+                    for want in mine.tolist():
+                        while index <= want:
+                            packet = next(packets)
+                            index += 1
+                        length = packet.duration or round(table.duration[want] / tb)
+                        packet.pts = packet.dts = at
+                        packet.duration = length
+                        packet.stream = out
+                        sink.mux(packet)
+                        at += length
+                        seconds += float(table.duration[want])
+                yield _piece(spec, self.analysis, dest, os.path.getsize(dest), self.ext, seconds)
 
 
 class _Collecting:
@@ -223,21 +231,6 @@ class PcmRenderer:
     def _encode(self, item: _Collecting) -> Piece:
         spec, samples = item.spec, item.buffer[: item.filled]
         dest = f"{self.prefix}-{spec.index:04d}.{self.piece_format}"
-        try:
+        with _removed_on_failure(dest):
             size = encode_pcm(samples, dest, self.piece_format, rate=self.analysis.rate, bit_rate=self.bit_rate)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
-            raise
-        return Piece(
-            spec.index,
-            spec.start_s,
-            min(spec.end_s, self.analysis.seconds),
-            dest,
-            size,
-            self.piece_format,
-            spec.cut_in_silence,
-            spec.channel,
-            samples.size / self.analysis.rate,
-            _spans_s(spec, self.analysis.seconds),
-        )
+        return _piece(spec, self.analysis, dest, size, self.piece_format, samples.size / self.analysis.rate)
